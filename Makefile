@@ -22,13 +22,15 @@ reproduce: $(STAMP)
 	$(PY) -m cpmi_lib reproduce
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check cpmi_lib tests benchmarks
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cpmi_lib tests benchmarks
 
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks.bench_default_lm
+	$(PY) -m benchmarks.bench_labeling
 
 clean:
 	rm -rf $(VENV) .cache

@@ -103,6 +103,63 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_label(args: argparse.Namespace) -> None:
+    from cpmi_lib.cpmi import CPMIConfig
+    from cpmi_lib.labeling import LabelConfig, label_file, parse_shard
+    from cpmi_lib.lm import load_lm
+    from cpmi_lib.mc import MCConfig
+    from cpmi_lib.text_format import PROMPT_TEMPLATES
+
+    templates = PROMPT_TEMPLATES[: args.templates]
+    cfg = LabelConfig(
+        method=args.method,
+        cpmi=CPMIConfig(
+            variant=args.variant,
+            templates=templates,
+            length_norm=args.length_norm,
+            neg_weight=args.neg_weight,
+        ),
+        n_negatives=args.n_negatives,
+        negative_sources=tuple(args.negative_sources.split(",")),
+        mc=MCConfig(
+            n_rollouts=args.n_rollouts,
+            temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens,
+            template=templates[0],
+        ),
+        seed=args.seed,
+    )
+    model, tokenizer = load_lm(args.model, device=args.device, dtype=args.dtype)
+    costs = label_file(
+        model,
+        tokenizer,
+        args.model,
+        args.input,
+        args.out,
+        cfg,
+        resume=args.resume,
+        shard=parse_shard(args.shard),
+        skip_invalid=args.skip_invalid,
+    )
+    summary = Path(str(args.out) + ".costs.json")
+    summary.write_text(json.dumps(costs.to_dict(), indent=2) + "\n")
+    per_step = costs.per_step() if costs.steps else {}
+    print(
+        f"labeled {costs.items} trajectories ({costs.steps} steps) into {args.out}; "
+        f"{costs.wall_seconds:.1f} s, {costs.forward_tokens:,} forward tokens, "
+        f"{costs.generated_tokens:,} generated tokens; per step: "
+        f"{per_step.get('wall_seconds', 0):.4f} s, "
+        f"{per_step.get('generated_tokens', 0):.1f} generated tokens; costs in {summary}"
+    )
+
+
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from cpmi_lib.labeling import merge_label_files
+
+    n = merge_label_files(args.shards, args.out)
+    print(f"merged {n} labeled trajectories into {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cpmi_lib.default_lm import DEFAULT_CACHE
 
@@ -116,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-world", help="generate the arithmetic world into a directory")
     p.add_argument("--out", required=True)
     p.add_argument("--train", type=int, default=2000)
-    p.add_argument("--dev", type=int, default=400)
-    p.add_argument("--test", type=int, default=600)
+    p.add_argument("--dev", type=int, default=600)
+    p.add_argument("--test", type=int, default=1000)
     p.add_argument("--benchmark-per-subset", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_build_world)
@@ -138,6 +195,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("label", help="label trajectories with CPMI or MC (streamed, resumable)")
+    p.add_argument("--method", choices=["cpmi", "mc"], required=True)
+    p.add_argument("--input", required=True, help="trajectories JSONL")
+    p.add_argument("--model", required=True, help="hub id, local directory or .gguf file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="complete an interrupted output file")
+    p.add_argument("--shard", default="0/1", help="i/n: label every n-th trajectory from the i-th")
+    p.add_argument("--skip-invalid", action="store_true")
+    p.add_argument("--variant", choices=["marginal", "cumulative", "loo"], default="marginal")
+    p.add_argument("--templates", type=int, default=1, help="K: use the first K prompt templates")
+    p.add_argument("--length-norm", choices=["mean", "sum"], default="mean")
+    p.add_argument("--neg-weight", type=float, default=1.0)
+    p.add_argument("--n-negatives", type=int, default=4)
+    p.add_argument(
+        "--negative-sources",
+        default="trajectory,perturb",
+        help="comma-separated: trajectory, perturb, lm",
+    )
+    p.add_argument("--n-rollouts", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("merge", help="join shard label files into one, in input order")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+")
+    p.set_defaults(func=_cmd_merge)
     return parser
 
 

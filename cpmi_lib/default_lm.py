@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, get_linear_schedule_with_warmup
 
-from cpmi_lib.text_format import DEFAULT_TEMPLATE, render_prompt, render_solution
+from cpmi_lib.text_format import PROMPT_TEMPLATES, render_prompt, render_solution
 from cpmi_lib.world import Problem, WorldConfig, build_world
 from cpmi_lib.world_tokenizer import build_world_tokenizer
 
@@ -42,14 +42,14 @@ class LMTrainConfig:
     intermediate_size: int = 512
     num_layers: int = 2
     num_heads: int = 4
-    train_steps: int = 2000
+    train_steps: int = 1750
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 200
     weight_decay: float = 0.01
     seed: int = 0
     threads: int = 2
-    template: str = DEFAULT_TEMPLATE
+    templates: tuple[str, ...] = PROMPT_TEMPLATES  # problem i is shown with template i mod K
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,12 +106,20 @@ def train_lm(cfg: LMTrainConfig, out_dir: str | os.PathLike[str], progress: bool
 
     Deterministic for a seed on the same machine (fixed thread count, seeded init and data order).
     """
-    out = Path(out_dir)
+    threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, Path(out_dir), progress)
+    finally:
+        torch.set_num_threads(threads)  # the thread count is process-wide: give it back
+
+
+def _train(cfg: LMTrainConfig, out: Path, progress: bool) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer = build_world_tokenizer()
     problems = build_world(cfg.world, {"lm": cfg.n_train_problems}, seed=cfg.seed)["lm"]
-    data = [training_text_ids(tokenizer, p, cfg.template) for p in problems]
+    k = len(cfg.templates)
+    data = [training_text_ids(tokenizer, p, cfg.templates[i % k]) for i, p in enumerate(problems)]
     model_cfg = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cpmi_lib.answers import answers_equivalent
+from cpmi_lib.costs import CostMeter
 from cpmi_lib.text_format import DEFAULT_TEMPLATE, render_prompt, split_solution
 from cpmi_lib.trajectory import Trajectory
 from cpmi_lib.world import Problem, graded_trajectory
@@ -40,10 +41,12 @@ def generate_texts(
     prompts: Sequence[str],
     cfg: SampleConfig,
     progress: bool = False,
+    meter: CostMeter | None = None,
 ) -> tuple[list[list[str]], int]:
     """`cfg.n` completions per prompt, and the number of tokens generated in all.
 
     Batch b is seeded with `cfg.seed + b`; a batch holds whole prompts (all n samples of each).
+    Each prompt is processed once per returned sequence, and the meter counts it so.
     """
     if cfg.n < 1:
         raise ValueError(f"n must be >= 1, got {cfg.n}")
@@ -82,7 +85,10 @@ def generate_texts(
             eos_token_id=tokenizer.eos_token_id,
         )
         new = out[:, width:].cpu()
-        generated += int(generated_lengths(new, tokenizer.eos_token_id).sum())
+        n_new = int(generated_lengths(new, tokenizer.eos_token_id).sum())
+        generated += n_new
+        if meter is not None:
+            meter.add_generate(sum(len(ids) for ids in encoded) * cfg.n, n_new)
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for i in range(len(encoded)):
             outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
@@ -105,6 +111,7 @@ def sample_solutions(
     problems: Sequence[Problem | Trajectory],
     cfg: SampleConfig,
     progress: bool = True,
+    meter: CostMeter | None = None,
 ) -> list[Trajectory]:
     """`cfg.n` solutions per problem as trajectories, final answers checked against the gold.
 
@@ -113,7 +120,7 @@ def sample_solutions(
     with no step at all cannot be a trajectory: it is counted and logged, never silently lost.
     """
     prompts = [render_prompt(p.question, cfg.template) for p in problems]
-    texts, _ = generate_texts(model, tokenizer, prompts, cfg, progress=progress)
+    texts, _ = generate_texts(model, tokenizer, prompts, cfg, progress=progress, meter=meter)
     out: list[Trajectory] = []
     empty = 0
     for problem, samples in zip(problems, texts, strict=True):

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from cpmi_lib.answers import extract_final_answer
 
-#: Prompt template of the embedded track; CPMI and MC templates contain "{question}" like this one.
-DEFAULT_TEMPLATE = "Question: {question}\nAnswer:\n"
+#: Prompt templates of the embedded track, each containing "{question}". The default LM is trained
+#: on all of them (so CPMI can average over K of them in distribution); the first is the default.
+PROMPT_TEMPLATES: tuple[str, ...] = (
+    "Question: {question}\nAnswer:\n",
+    "Problem: {question}\nSolution:\n",
+    "{question}\nLet's think step by step.\n",
+    "Read the problem and solve it.\n{question}\n",
+)
+DEFAULT_TEMPLATE = PROMPT_TEMPLATES[0]
 #: The text whose log-probability CPMI measures, and the solution's closing line.
 ANSWER_FORMAT = "The answer is: {answer}"
 #: Written after every step, so a context ends at a step boundary.

@@ -32,7 +32,7 @@ class WorldSpec:
     """What a world directory holds: difficulty, split sizes, benchmark size and the seed."""
 
     world: WorldConfig = field(default_factory=WorldConfig)
-    sizes: dict[str, int] = field(default_factory=lambda: {"train": 2000, "dev": 400, "test": 600})
+    sizes: dict[str, int] = field(default_factory=lambda: {"train": 2000, "dev": 600, "test": 1000})
     benchmark_splits: tuple[str, ...] = ("dev", "test")
     benchmark_per_subset: int = 100
     seed: int = 0

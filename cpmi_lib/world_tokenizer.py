@@ -15,7 +15,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, proce
 from transformers import PreTrainedTokenizerFast
 
 from cpmi_lib import world
-from cpmi_lib.text_format import ANSWER_FORMAT, DEFAULT_TEMPLATE
+from cpmi_lib.text_format import ANSWER_FORMAT, PROMPT_TEMPLATES
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 #: Newline, a word or one digit or one punctuation mark (each with an optional leading space),
@@ -30,7 +30,7 @@ def pieces(text: str) -> list[str]:
 
 def world_vocabulary() -> list[str]:
     """Every piece the world, the prompt and the answer line can produce, with and without space."""
-    texts: list[str] = [DEFAULT_TEMPLATE, ANSWER_FORMAT, world.STEP, world.PRODUCT_START]
+    texts: list[str] = [*PROMPT_TEMPLATES, ANSWER_FORMAT, world.STEP, world.PRODUCT_START]
     texts += [s for group in world.OP_SENTENCES.values() for s in group]
     texts += list(world.START_SENTENCES) + list(world.DISTRACTORS) + list(world.QUESTIONS)
     texts += list(world.NAMES) + list(world.NAMES.values()) + list(world.OBJECTS)

@@ -22,56 +22,29 @@ from cpmi_lib.lm_quality import measure_lm_quality
 from cpmi_lib.sampling import SampleConfig, generate_texts, generated_lengths, sample_solutions
 from cpmi_lib.text_format import render_prompt
 from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.world import WorldConfig, build_world
+from cpmi_lib.world import build_world
 from cpmi_lib.world_tokenizer import build_world_tokenizer
 
-TINY_WORLD = WorldConfig(
-    min_steps=2,
-    max_steps=3,
-    start_range=(2, 9),
-    add_range=(2, 9),
-    mul_range=(2, 3),
-    div_range=(2, 3),
-    max_value=99,
-    distractors=(0, 0),
-)
-TINY = LMTrainConfig(
-    world=TINY_WORLD,
-    n_train_problems=500,
-    hidden_size=32,
-    intermediate_size=64,
-    num_layers=1,
-    num_heads=2,
-    train_steps=40,
-    batch_size=16,
-    warmup_steps=5,
-    lr=3e-3,
-)
-
 
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    path = ensure_default_lm(TINY, cache=cache, progress=False)
-    return path, cache
+def test_problems(tiny_world):
+    return build_world(tiny_world, {"test": 12}, seed=0)["test"]
 
 
-@pytest.fixture(scope="module")
-def test_problems():
-    return build_world(TINY_WORLD, {"test": 12}, seed=0)["test"]
-
-
-def test_loss_is_on_the_solution_only():
+def test_loss_is_on_the_solution_only(tiny_world, tiny_lm_config):
     tok = build_world_tokenizer()
-    p = build_world(TINY_WORLD, {"lm": 1}, seed=0)["lm"][0]
-    ids, n_prompt = training_text_ids(tok, p, TINY.template)
-    assert tok.decode(ids[:n_prompt], skip_special_tokens=True) == render_prompt(p.question)
+    p = build_world(tiny_world, {"lm": 1}, seed=0)["lm"][0]
+    template = tiny_lm_config.templates[1]
+    ids, n_prompt = training_text_ids(tok, p, template)
+    assert tok.decode(ids[:n_prompt], skip_special_tokens=True) == render_prompt(
+        p.question, template
+    )
     assert ids[-1] == tok.eos_token_id
     assert tok.decode(ids[n_prompt:], skip_special_tokens=True).startswith(p.gold_steps[0])
 
 
-def test_training_is_deterministic_and_cached(tiny_lm, tmp_path):
-    path, cache = tiny_lm
+def test_training_is_deterministic_and_cached(tiny_lm_dir, tiny_lm_cache, tiny_lm_config, tmp_path):
+    path, cache, TINY = tiny_lm_dir, tiny_lm_cache, tiny_lm_config
     assert path == default_lm_dir(TINY, cache)
     again = train_lm(TINY, tmp_path / "again", progress=False)
     a, _ = load_lm(path)
@@ -79,7 +52,7 @@ def test_training_is_deterministic_and_cached(tiny_lm, tmp_path):
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
     rec = training_record(path)
-    assert rec["key"] == TINY.key() and rec["config"]["train_steps"] == 40
+    assert rec["key"] == TINY.key() and rec["config"]["train_steps"] == TINY.train_steps
     assert rec["loss_curve"][-1] < rec["loss_curve"][0]  # it learned something
     # a second call reuses the cached model instead of training again
     stamp = (path / "training.json").stat().st_mtime_ns
@@ -90,7 +63,7 @@ def test_training_is_deterministic_and_cached(tiny_lm, tmp_path):
 
 
 def test_greedy_batches_equal_single_prompts(tiny_lm, test_problems):
-    model, tok = load_lm(tiny_lm[0])
+    model, tok = tiny_lm
     prompts = [render_prompt(p.question) for p in test_problems[:6]]
     cfg = SampleConfig(n=1, temperature=0.0, max_new_tokens=40, batch_size=6)
     batched, _ = generate_texts(model, tok, prompts, cfg)
@@ -99,7 +72,7 @@ def test_greedy_batches_equal_single_prompts(tiny_lm, test_problems):
 
 
 def test_sampling_is_seeded(tiny_lm, test_problems):
-    model, tok = load_lm(tiny_lm[0])
+    model, tok = tiny_lm
     cfg = SampleConfig(n=4, temperature=1.0, max_new_tokens=40, batch_size=8, seed=3)
     a = sample_solutions(model, tok, test_problems[:4], cfg, progress=False)
     b = sample_solutions(model, tok, test_problems[:4], cfg, progress=False)
@@ -118,7 +91,7 @@ def test_generated_lengths_stop_at_the_first_eos():
 
 def test_integration_world_train_save_reload_sample_round_trip(tiny_lm, test_problems, tmp_path):
     """A small world, a miniature LM trained, reloaded and sampled; trajectories round-trip."""
-    model, tok = load_lm(tiny_lm[0])
+    model, tok = tiny_lm
     cfg = SampleConfig(n=2, temperature=0.7, max_new_tokens=60, batch_size=8, seed=0)
     trajs = sample_solutions(model, tok, test_problems, cfg, progress=False)
     assert trajs, "a trained miniature writes steps"
@@ -141,7 +114,7 @@ def test_integration_world_train_save_reload_sample_round_trip(tiny_lm, test_pro
 
 
 def test_quality_report_is_consistent(tiny_lm, test_problems):
-    model, tok = load_lm(tiny_lm[0])
+    model, tok = tiny_lm
     q = measure_lm_quality(
         model, tok, test_problems, n_sampled_problems=4, samples_per_problem=3, progress=False
     )

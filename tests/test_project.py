@@ -27,3 +27,18 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "make reproduce" in readme and "make test" in readme
+
+
+def test_readme_states_the_recorded_default_lm_numbers():
+    """The README's numbers are the ones `make reproduce` recorded, not typed by hand."""
+    import json
+
+    report = json.loads((REPO / "results" / "default_lm.json").read_text())
+    q = report["quality"]
+    readme = (REPO / "README.md").read_text()
+    lo, hi = q["greedy_accuracy_ci95"]
+    assert f"**{q['greedy_accuracy']:.1%}** (95% CI {lo:.1%}–{hi:.1%})" in readme
+    assert f"| {q['mixed_rate']:.1%} |" in readme and f"| {q['sampled_accuracy']:.1%} |" in readme
+    assert f"| {report['lm']['train_seconds']:.0f} s |" in readme
+    assert f"{report['lm']['parameters']:,}" in readme
+    assert 0.5 <= q["greedy_accuracy"] <= 0.9 and report["lm"]["train_seconds"] <= 15 * 60

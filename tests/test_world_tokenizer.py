@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from cpmi_lib.text_format import ANSWER_FORMAT, render_prompt, render_solution
+from cpmi_lib.text_format import ANSWER_FORMAT, PROMPT_TEMPLATES, render_prompt, render_solution
 from cpmi_lib.world import WorldConfig, build_world
 from cpmi_lib.world_tokenizer import build_world_tokenizer, pieces
 
@@ -21,8 +21,9 @@ def problems():
 
 
 def test_every_world_text_is_covered_and_decodes_exactly(tok, problems):
-    for p in problems:
-        text = render_prompt(p.question) + render_solution(p.gold_steps, p.answer)
+    for i, p in enumerate(problems):
+        template = PROMPT_TEMPLATES[i % len(PROMPT_TEMPLATES)]
+        text = render_prompt(p.question, template) + render_solution(p.gold_steps, p.answer)
         ids = tok(text).input_ids
         assert ids[0] == tok.bos_token_id
         assert tok.unk_token_id not in ids, tok.convert_ids_to_tokens(ids)
