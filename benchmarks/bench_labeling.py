@@ -1,0 +1,178 @@
+"""Labeling cost on the default LM: the packed CPMI engine vs the one-pass-per-pair reference, and
+CPMI vs MC per labeled step, on the same trajectories, model and machine.
+
+Run: ``make bench`` (or ``.venv/bin/python -m benchmarks.bench_labeling``). Trains the default LM
+first if the cache does not have it. Writes ``results/benchmarks/labeling.json`` and ``.md``.
+
+Setting (issue #3): arithmetic-world trajectories with S = 6 steps, M = 4 hard negatives, K = 4
+prompt templates. The engine's forward tokens are compared with the floor: every distinct context
+prefix encoded once plus every answer token once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+from pathlib import Path
+
+import torch
+
+from cpmi_lib.costs import CostMeter, Costs
+from cpmi_lib.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_step_scores
+from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm
+from cpmi_lib.labeling import LabelConfig, label_trajectory
+from cpmi_lib.lm import count_parameters, load_lm
+from cpmi_lib.logprob import trie_floor
+from cpmi_lib.mc import MCConfig
+from cpmi_lib.negatives import negatives_for_trajectory
+from cpmi_lib.text_format import PROMPT_TEMPLATES
+from cpmi_lib.trajectory import Trajectory
+from cpmi_lib.world import build_world, corrupt
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+
+
+def six_step_trajectories(n: int, seed: int = 0) -> list[Trajectory]:
+    """Half gold, half corrupted trajectories of 6-step test problems of the default world."""
+    cfg = LMTrainConfig().world
+    problems = [p for p in build_world(cfg, {"test": 40 * n}, seed=seed)["test"] if p.n_steps == 6]
+    rng = random.Random(seed)
+    out = []
+    for i, p in enumerate(problems[:n]):
+        t = corrupt(p, rng, kinds=["slip", "operand", "operation"]) if i % 2 else None
+        out.append(t or p.gold_trajectory())
+    return out
+
+
+def engine_vs_reference(model, tok, trajs: list[Trajectory], m: int, k: int) -> list[dict]:
+    rows = []
+    n_params = count_parameters(model)
+    for variant in VARIANTS:
+        results = {}
+        for engine in ("reference", "packed"):
+            cfg = CPMIConfig(variant=variant, templates=PROMPT_TEMPLATES[:k], engine=engine)
+            meter = CostMeter(n_params)
+            floor = 0
+            with meter:
+                for t in trajs:
+                    negs = [n.answer for n in negatives_for_trajectory(t, m)]
+                    cpmi_step_scores(
+                        model, tok, t.question, t.steps, t.gold_answer, negs, cfg, meter=meter
+                    )
+                    meter.add_items(1, t.n_steps)
+                    requests, _ = cpmi_requests(
+                        tok, t.question, t.steps, [t.gold_answer, *negs], cfg
+                    )
+                    floor += trie_floor(requests)
+            results[engine] = (meter.costs, floor)
+        ref, floor = results["reference"]
+        fast, _ = results["packed"]
+        rows.append(
+            {
+                "variant": variant,
+                "reference_steps_per_s": ref.steps / ref.wall_seconds,
+                "engine_steps_per_s": fast.steps / fast.wall_seconds,
+                "speedup": ref.wall_seconds / fast.wall_seconds,
+                "reference_forward_tokens": ref.forward_tokens,
+                "engine_forward_tokens": fast.forward_tokens,
+                "floor_tokens": floor,
+                "engine_tokens_over_floor": fast.forward_tokens / floor,
+                "reference_tokens_over_floor": ref.forward_tokens / floor,
+            }
+        )
+    return rows
+
+
+def cpmi_vs_mc(model, tok, trajs: list[Trajectory], m: int, k: int, n_rollouts: int) -> dict:
+    n_params = count_parameters(model)
+    out = {}
+    configs = {
+        "cpmi": LabelConfig(
+            method="cpmi", n_negatives=m, cpmi=CPMIConfig(templates=PROMPT_TEMPLATES[:k])
+        ),
+        "mc": LabelConfig(method="mc", mc=MCConfig(n_rollouts=n_rollouts, max_new_tokens=160)),
+    }
+    for name, cfg in configs.items():
+        total = Costs()
+        for t in trajs:
+            meter = CostMeter(n_params)
+            with meter:
+                label_trajectory(model, tok, t, cfg, meter)
+                meter.add_items(1, t.n_steps)
+            total = total + meter.costs
+        out[name] = {"total": total.to_dict(), "per_step": total.per_step()}
+    c, mc = out["cpmi"]["per_step"], out["mc"]["per_step"]
+    out["cpmi_time_saving"] = 1 - c["wall_seconds"] / mc["wall_seconds"]
+    out["cpmi_generated_token_saving"] = 1 - c["generated_tokens"] / mc["generated_tokens"]
+    out["cpmi_flop_saving"] = 1 - c["flops"] / mc["flops"]
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Machine: {result['machine']}; model: default LM ({result['parameters']:,} parameters); "
+        f"{result['trajectories']} trajectories x {result['steps_per_trajectory']} steps, "
+        f"M = {result['negatives']} negatives, K = {result['templates']} templates.",
+        "",
+        "| variant | reference steps/s | engine steps/s | speed-up | engine tokens / floor |"
+        " reference tokens / floor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["engine_vs_reference"]:
+        lines.append(
+            f"| {r['variant']} | {r['reference_steps_per_s']:.1f} | {r['engine_steps_per_s']:.1f}"
+            f" | {r['speedup']:.1f}x | {r['engine_tokens_over_floor']:.2f} |"
+            f" {r['reference_tokens_over_floor']:.2f} |"
+        )
+    cm = result["cpmi_vs_mc"]
+    lines += [
+        "",
+        f"| per labeled step | CPMI (marginal) | MC (N = {result['rollouts']}) | CPMI saving |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, label, saving in [
+        ("wall_seconds", "seconds", "cpmi_time_saving"),
+        ("generated_tokens", "generated tokens", "cpmi_generated_token_saving"),
+        ("forward_tokens", "forward tokens", None),
+        ("flops", "FLOPs", "cpmi_flop_saving"),
+    ]:
+        c, m = cm["cpmi"]["per_step"][key], cm["mc"]["per_step"][key]
+        s = f"{cm[saving]:.1%}" if saving else ""
+        lines.append(f"| {label} | {c:.4g} | {m:.4g} | {s} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trajectories", type=int, default=20)
+    parser.add_argument("--negatives", type=int, default=4)
+    parser.add_argument("--templates", type=int, default=4)
+    parser.add_argument("--rollouts", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model, tok = load_lm(ensure_default_lm())
+    trajs = six_step_trajectories(args.trajectories)
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}",
+        "parameters": count_parameters(model),
+        "trajectories": len(trajs),
+        "steps_per_trajectory": 6,
+        "negatives": args.negatives,
+        "templates": args.templates,
+        "rollouts": args.rollouts,
+        "engine_vs_reference": engine_vs_reference(
+            model, tok, trajs, args.negatives, args.templates
+        ),
+        "cpmi_vs_mc": cpmi_vs_mc(model, tok, trajs, args.negatives, args.templates, args.rollouts),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "labeling.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / "labeling.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
