@@ -13,6 +13,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _load_model(name: str, **kwargs):
+    """`load_lm`, where the name "default" means the embedded track's default LM (trained now if
+    the cache lacks it)."""
+    from cpmi_lib.default_lm import ensure_default_lm
+    from cpmi_lib.lm import load_lm
+
+    return load_lm(ensure_default_lm() if name == "default" else name, **kwargs)
+
+
 def _cmd_build_world(args: argparse.Namespace) -> None:
     from cpmi_lib.world_data import WorldSpec, build_world_files
 
@@ -40,12 +49,11 @@ def _cmd_train_lm(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    from cpmi_lib.lm import load_lm
     from cpmi_lib.sampling import SampleConfig, sample_solutions
     from cpmi_lib.trajectory import write_trajectories
     from cpmi_lib.world_data import read_problems
 
-    model, tokenizer = load_lm(args.model)
+    model, tokenizer = _load_model(args.model)
     problems = read_problems(args.problems)[: args.limit]
     cfg = SampleConfig(
         n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed
@@ -106,7 +114,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 def _cmd_label(args: argparse.Namespace) -> None:
     from cpmi_lib.cpmi import CPMIConfig
     from cpmi_lib.labeling import LabelConfig, label_file, parse_shard
-    from cpmi_lib.lm import load_lm
     from cpmi_lib.mc import MCConfig
     from cpmi_lib.text_format import PROMPT_TEMPLATES
 
@@ -129,7 +136,7 @@ def _cmd_label(args: argparse.Namespace) -> None:
         ),
         seed=args.seed,
     )
-    model, tokenizer = load_lm(args.model, device=args.device, dtype=args.dtype)
+    model, tokenizer = _load_model(args.model, device=args.device, dtype=args.dtype)
     costs = label_file(
         model,
         tokenizer,
@@ -154,10 +161,12 @@ def _cmd_label(args: argparse.Namespace) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
-    from cpmi_lib.labeling import merge_label_files
+    from cpmi_lib.labeling import merge_label_files, read_labels, total_costs
 
     n = merge_label_files(args.shards, args.out)
-    print(f"merged {n} labeled trajectories into {args.out}")
+    summary = Path(str(args.out) + ".costs.json")
+    summary.write_text(json.dumps(total_costs(read_labels(args.out)).to_dict(), indent=2) + "\n")
+    print(f"merged {n} labeled trajectories into {args.out}; costs in {summary}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_lm)
 
     p = sub.add_parser("sample", help="sample N solutions per world problem from an LM")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="'default', hub id, directory or .gguf")
     p.add_argument("--problems", required=True, help="problems-*.jsonl of a world directory")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=4)
@@ -199,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("label", help="label trajectories with CPMI or MC (streamed, resumable)")
     p.add_argument("--method", choices=["cpmi", "mc"], required=True)
     p.add_argument("--input", required=True, help="trajectories JSONL")
-    p.add_argument("--model", required=True, help="hub id, local directory or .gguf file")
+    p.add_argument(
+        "--model", required=True, help="'default' (the default LM), hub id, directory or .gguf"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="complete an interrupted output file")
     p.add_argument("--shard", default="0/1", help="i/n: label every n-th trajectory from the i-th")

@@ -47,7 +47,7 @@ class CPMIConfig:
     neg_weight: float = 1.0
     engine: Literal["packed", "reference"] = "packed"
     max_batch_tokens: int = 8192
-    max_row_tokens: int = 2048
+    max_row_tokens: int = 512
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

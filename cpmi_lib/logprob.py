@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel
 
@@ -163,53 +164,59 @@ def packed_logprobs(
             end += 1
         batch_rows = rows[start:end]
         n_rows = len(batch_rows)
-        input_ids = torch.zeros((n_rows, width), dtype=torch.long)
-        positions = torch.zeros((n_rows, width), dtype=torch.long)
-        allowed = torch.zeros((n_rows, width, width), dtype=torch.bool)
-        local: list[dict[int, int]] = []
+        input_ids = np.zeros((n_rows, width), dtype=np.int64)
+        positions = np.zeros((n_rows, width), dtype=np.int64)
+        allowed = np.zeros((n_rows, width, width), dtype=bool)
+        keep = np.zeros((n_rows, width), dtype=bool)
+        wanted_rows: list[int] = []  # per scored target token: its row, position, request, index
+        wanted_pos: list[int] = []
+        wanted_req: list[int] = []
+        wanted_tok: list[int] = []
         for b, row in enumerate(batch_rows):
             index = {node: j for j, node in enumerate(row)}
-            local.append(index)
-            for j, node in enumerate(row):
-                input_ids[b, j] = trie.token[node]
-                positions[b, j] = trie.depth[node]
+            input_ids[b, : len(row)] = [trie.token[n] for n in row]
+            positions[b, : len(row)] = [trie.depth[n] for n in row]
+            grid = allowed[b]
+            for j, node in enumerate(row):  # a node sees its parent's ancestors and itself
                 parent = trie.parent[node]
                 if parent >= 0:
-                    allowed[b, j] = allowed[b, index[parent]]
-                allowed[b, j, j] = True
-            for j in range(len(row), width):  # padding sees only itself (no all-masked rows)
-                allowed[b, j, j] = True
-        # which positions' logits are needed: the parents of every scored target token
-        wanted: list[tuple[int, int, int, int]] = []  # (row, position, request, target index)
-        for b in range(n_rows):
+                    grid[j] = grid[index[parent]]
+                grid[j, j] = True
+            np.fill_diagonal(grid, True)  # padding sees only itself (no all-masked rows)
+            # the logits needed: at the parent of every scored target token
             for i in members[start + b]:
-                path = paths[i]
-                n_ctx = len(requests[i].context)
+                path, n_ctx = paths[i], len(requests[i].context)
                 for t in range(len(requests[i].target)):
-                    wanted.append((b, local[b][path[n_ctx + t - 1]], i, t))
-        keep = torch.zeros((n_rows, width), dtype=torch.bool)
-        for b, j, _, _ in wanted:
-            keep[b, j] = True
+                    wanted_rows.append(b)
+                    wanted_pos.append(index[path[n_ctx + t - 1]])
+                    wanted_req.append(i)
+                    wanted_tok.append(t)
+        keep[wanted_rows, wanted_pos] = True
         mask = torch.zeros((n_rows, 1, width, width), dtype=dtype)
-        mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-        kwargs = {"logits_to_keep": keep.to(device)} if use_keep else {}
+        mask.masked_fill_(~torch.from_numpy(allowed)[:, None], torch.finfo(dtype).min)
+        keep_t = torch.from_numpy(keep)
+        kwargs = {"logits_to_keep": keep_t.to(device)} if use_keep else {}
         logits = model(
-            input_ids=input_ids.to(device),
+            input_ids=torch.from_numpy(input_ids).to(device),
             attention_mask=mask.to(device),
-            position_ids=positions.to(device),
+            position_ids=torch.from_numpy(positions).to(device),
             **kwargs,
         ).logits
         # With `logits_to_keep`, logits come flattened in row-major order of the kept positions.
         logits = logits.reshape(-1, logits.shape[-1])
-        if use_keep:
-            flat = {(b, j): k for k, (b, j) in enumerate(keep.nonzero().tolist())}
+        if use_keep:  # position of each kept (row, position) in the flattened logits
+            flat = np.full((n_rows, width), -1, dtype=np.int64)
+            flat[keep] = np.arange(int(keep.sum()))
         else:
-            flat = {(b, j): b * width + j for b, j, _, _ in wanted}
-        rows_idx = torch.tensor([flat[(b, j)] for b, j, _, _ in wanted], device=logits.device)
-        toks = torch.tensor([requests[i].target[t] for _, _, i, t in wanted], device=logits.device)
+            flat = np.arange(n_rows * width, dtype=np.int64).reshape(n_rows, width)
+        rows_idx = torch.from_numpy(flat[wanted_rows, wanted_pos]).to(logits.device)
+        toks = torch.tensor(
+            [requests[i].target[t] for i, t in zip(wanted_req, wanted_tok, strict=True)],
+            device=logits.device,
+        )
         picked = torch.log_softmax(logits[rows_idx].float(), dim=-1)
-        values = picked.gather(1, toks[:, None])[:, 0].cpu()
-        for (_, _, i, t), v in zip(wanted, values.tolist(), strict=True):
+        values = picked.gather(1, toks[:, None])[:, 0].cpu().tolist()
+        for i, t, v in zip(wanted_req, wanted_tok, values, strict=True):
             if results[i] is None:
                 results[i] = torch.empty(len(requests[i].target))
             results[i][t] = v  # type: ignore[index]

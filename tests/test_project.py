@@ -42,3 +42,8 @@ def test_readme_states_the_recorded_default_lm_numbers():
     assert f"| {report['lm']['train_seconds']:.0f} s |" in readme
     assert f"{report['lm']['parameters']:,}" in readme
     assert 0.5 <= q["greedy_accuracy"] <= 0.9 and report["lm"]["train_seconds"] <= 15 * 60
+
+
+def test_readme_shows_the_recorded_labeling_benchmark():
+    table = (REPO / "results" / "benchmarks" / "labeling.md").read_text()
+    assert table in (REPO / "README.md").read_text()
