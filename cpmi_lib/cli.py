@@ -169,6 +169,103 @@ def _cmd_merge(args: argparse.Namespace) -> None:
     print(f"merged {n} labeled trajectories into {args.out}; costs in {summary}")
 
 
+def _cmd_train_prm(args: argparse.Namespace) -> None:
+    """Train a PRM from any labeler's file (or the exact truth) on trajectories JSONL."""
+    from cpmi_lib.default_lm import ensure_default_lm
+    from cpmi_lib.labeling import read_labels
+    from cpmi_lib.prm import PRMConfig, train_prm
+    from cpmi_lib.prm_targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
+    from cpmi_lib.trajectory import read_trajectories
+
+    field = SCORE_FIELD[args.target]
+
+    def pairs(traj_path: str, label_path: str | None):
+        trajs = read_trajectories(traj_path)
+        records = read_labels(label_path) if field is not None and label_path else []
+        if field is not None and not label_path:
+            raise SystemExit(f"--target {args.target} needs a labels file")
+        return trajs, scores_for_trajectories(trajs, records, field)
+
+    train_t, train_s = pairs(args.trajectories, args.labels)
+    dev_t, dev_s = pairs(args.dev_trajectories, args.dev_labels)
+    transform = make_target_transform(args.target).fit(train_s)  # train split only
+    cfg = PRMConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        pos_weight=args.pos_weight,
+        seed=args.seed,
+        target=transform.name,
+        target_params=transform.params(),
+    )
+    backbone = ensure_default_lm() if args.backbone == "default" else args.backbone
+    result = train_prm(
+        backbone,
+        list(zip(train_t, transform.transform_all(train_s), strict=True)),
+        list(zip(dev_t, transform.transform_all(dev_s), strict=True)),
+        args.out,
+        cfg,
+        transform=transform,
+        progress=True,
+    )
+    print(
+        f"PRM saved to {result.path} ({result.train_seconds:.0f} s, best dev loss "
+        f"{result.best_eval_loss})"
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    """ProcessBench-style F1 of a PRM: tau chosen on --dev files, reported on --test files."""
+    from cpmi_lib.loaders import load_processbench
+    from cpmi_lib.prm import load_prm
+    from cpmi_lib.processbench import (
+        choose_threshold,
+        evaluate_processbench,
+        first_errors,
+        oracle_threshold_result,
+    )
+
+    prm = load_prm(args.prm)
+
+    def scored(paths: list[str]):
+        probs, truth = {}, {}
+        for path in paths:
+            trajs = load_processbench(path)
+            name = Path(path).stem
+            probs[name], truth[name] = prm.predict(trajs), first_errors(trajs)
+        return probs, truth
+
+    tau = choose_threshold(*scored(args.dev))
+    test = scored(args.test)
+    result = {
+        "prm": args.prm,
+        "threshold_from_dev": tau,
+        "test": evaluate_processbench(*test, tau).to_dict(),
+        "test_oracle": oracle_threshold_result(*test).to_dict(),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    t = result["test"]
+    print(
+        f"F1 {t['headline_f1']:.3f} (95% CI {t['headline_ci'][0]:.3f}-{t['headline_ci'][1]:.3f})"
+        f" at tau {tau:.2f} chosen on dev; written to {args.out}"
+    )
+
+
+def _cmd_prm_experiment(args: argparse.Namespace) -> None:
+    from cpmi_lib.prm_experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(train_problems=args.train_problems, bon_problems=args.bon_problems)
+    summary = run_experiment(cfg)
+    for name, r in summary["processbench"].items():
+        t = r["test"]
+        lo, hi = t["headline_ci"]
+        print(
+            f"PRM from {name} labels: ProcessBench-style F1 {t['headline_f1']:.3f} "
+            f"(95% CI {lo:.3f}-{hi:.3f}; tau {r['threshold_from_dev']:.2f} chosen on dev)"
+        )
+    print("results in results/prm_experiment.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cpmi_lib.default_lm import DEFAULT_CACHE
 
@@ -232,6 +329,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
     p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("train-prm", help="train a PRM from a labels file or the exact truth")
+    p.add_argument("--trajectories", required=True)
+    p.add_argument("--labels", default=None, help="output of `label` (not for --target truth)")
+    p.add_argument("--dev-trajectories", required=True)
+    p.add_argument("--dev-labels", default=None)
+    p.add_argument(
+        "--target",
+        default="zsig",
+        choices=["zsig", "sign", "quantile", "mc_soft", "mc_hard", "truth"],
+    )
+    p.add_argument("--backbone", default="default")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=float, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--pos-weight", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_prm)
+
+    p = sub.add_parser(
+        "evaluate", help="ProcessBench-style F1 of a PRM (ProcessBench-schema files)"
+    )
+    p.add_argument("--prm", required=True)
+    p.add_argument("--dev", nargs="+", required=True, help="files to choose the threshold on")
+    p.add_argument("--test", nargs="+", required=True, help="files to report on (one per subset)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "prm-experiment", help="three PRMs (CPMI, MC, truth labels): ProcessBench F1, Best-of-N"
+    )
+    p.add_argument("--train-problems", type=int, default=600)
+    p.add_argument("--bon-problems", type=int, default=200)
+    p.set_defaults(func=_cmd_prm_experiment)
 
     p = sub.add_parser("merge", help="join shard label files into one, in input order")
     p.add_argument("--out", required=True)

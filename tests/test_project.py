@@ -47,3 +47,8 @@ def test_readme_states_the_recorded_default_lm_numbers():
 def test_readme_shows_the_recorded_labeling_benchmark():
     table = (REPO / "results" / "benchmarks" / "labeling.md").read_text()
     assert table in (REPO / "README.md").read_text()
+
+
+def test_readme_shows_the_recorded_prm_experiment():
+    table = (REPO / "results" / "prm_experiment.md").read_text()
+    assert table in (REPO / "README.md").read_text()

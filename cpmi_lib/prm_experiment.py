@@ -1,0 +1,395 @@
+"""The embedded track's PRM experiment, end to end: policy samples → CPMI, MC and exact labels →
+three PRMs → ProcessBench-style F1 and Best-of-N, with CIs and paired tests.
+
+Every stage writes its output under one work directory and is skipped when that output is already
+complete, so a rerun (or a rerun after a kill) only redoes what is missing. The notebooks of the
+suite call these stages one by one; ``python -m cpmi_lib prm-experiment`` runs them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves, compare
+from cpmi_lib.cpmi import CPMIConfig
+from cpmi_lib.default_lm import DEFAULT_CACHE, LMTrainConfig, ensure_default_lm
+from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs
+from cpmi_lib.lm import load_lm
+from cpmi_lib.mc import MCConfig
+from cpmi_lib.prm import PRMConfig, load_prm, train_prm
+from cpmi_lib.prm_targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
+from cpmi_lib.processbench import (
+    choose_threshold,
+    evaluate_processbench,
+    first_errors,
+    oracle_threshold_result,
+)
+from cpmi_lib.sampling import SampleConfig, sample_solutions
+from cpmi_lib.stats import auroc, auroc_ci, rank_correlations
+from cpmi_lib.text_format import PROMPT_TEMPLATES
+from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
+from cpmi_lib.world_data import WorldSpec, build_world_files, load_benchmark, read_problems
+
+log = logging.getLogger(__name__)
+
+#: The three PRMs and the labels each learns from: (labeler, target transform).
+PRM_LABELS: dict[str, tuple[str, str]] = {
+    "cpmi": ("cpmi", "zsig"),
+    "mc": ("mc", "mc_soft"),
+    "truth": ("truth", "truth"),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Sizes and settings of the PRM experiment (defaults: the embedded track, ~15 min on CPU)."""
+
+    world: WorldSpec = field(default_factory=WorldSpec)
+    lm: LMTrainConfig = field(default_factory=LMTrainConfig)
+    train_problems: int = 600
+    dev_problems: int = 150
+    samples_per_problem: int = 2
+    sample_temperature: float = 0.7
+    cpmi: CPMIConfig = field(default_factory=lambda: CPMIConfig(templates=PROMPT_TEMPLATES))
+    n_negatives: int = 4
+    mc: MCConfig = field(default_factory=lambda: MCConfig(n_rollouts=8, max_new_tokens=160))
+    prm: PRMConfig = field(
+        default_factory=lambda: PRMConfig(epochs=4, lr=1e-3, batch_size=16, threads=2, patience=2)
+    )
+    bon_problems: int = 200
+    bon_pool: int = 16
+    bon_ns: tuple[int, ...] = (1, 2, 4, 8, 16)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def key(self) -> str:
+        return _hash(self.to_dict())
+
+    def data_key(self) -> str:
+        """What the samples and labels depend on: everything but the PRM's training settings."""
+        d = self.to_dict()
+        del d["prm"]
+        return _hash(d)
+
+
+def _hash(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _done(path: Path) -> bool:
+    return path.exists()
+
+
+class Experiment:
+    """The stages of the PRM experiment over one work directory."""
+
+    def __init__(self, cfg: ExperimentConfig, work_dir: str | os.PathLike[str] | None = None):
+        self.cfg = cfg
+        cache = Path(os.environ.get("CPMI_CACHE", DEFAULT_CACHE))
+        self.cache = cache
+        root = Path(work_dir) if work_dir else cache / "experiments"
+        self.data_dir = root / f"data-{cfg.data_key()}"  # samples, labels, Best-of-N pool
+        self.dir = root / f"prm-{cfg.key()}"  # PRMs and their evaluations
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self._lm: tuple[Any, Any] | None = None
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def world_dir(self) -> Path:
+        spec = self.cfg.world
+        return build_world_files(spec, self.cache / "worlds" / f"world-{spec.key()}")
+
+    @property
+    def lm_dir(self) -> Path:
+        return ensure_default_lm(self.cfg.lm, cache=self.cache)
+
+    def lm(self) -> tuple[Any, Any]:
+        if self._lm is None:
+            self._lm = load_lm(self.lm_dir)
+        return self._lm
+
+    # ------------------------------------------------------------------ stages
+    def policy_samples(self, split: str) -> Path:
+        """The policy's sampled solutions of `split` problems, graded exactly (world truth)."""
+        out = self.data_dir / f"policy-{split}.jsonl"
+        if _done(out):
+            return out
+        n = {"train": self.cfg.train_problems, "dev": self.cfg.dev_problems}[split]
+        problems = read_problems(self.world_dir / f"problems-{split}.jsonl")[:n]
+        model, tok = self.lm()
+        cfg = SampleConfig(
+            n=self.cfg.samples_per_problem,
+            temperature=self.cfg.sample_temperature,
+            seed=self.cfg.seed,
+            max_new_tokens=160,
+        )
+        write_trajectories(out, sample_solutions(model, tok, problems, cfg))
+        return out
+
+    def labels(self, labeler: str, split: str) -> Path:
+        """CPMI or MC labels of the policy samples of `split` (resumable)."""
+        out = self.data_dir / f"labels-{labeler}-{split}.jsonl"
+        trajs = self.policy_samples(split)
+        model, tok = self.lm()
+        cfg = LabelConfig(
+            method=labeler,
+            cpmi=self.cfg.cpmi,
+            n_negatives=self.cfg.n_negatives,
+            mc=self.cfg.mc,
+            seed=self.cfg.seed,
+        )  # type: ignore[arg-type]
+        label_file(model, tok, str(self.lm_dir), trajs, out, cfg, resume=True)
+        return out
+
+    def training_pairs(self, prm_name: str, split: str) -> list[tuple[Trajectory, list[float]]]:
+        """(trajectory, raw per-step scores) of a split for the PRM named `prm_name`."""
+        labeler, target = PRM_LABELS[prm_name]
+        trajs = read_trajectories(self.policy_samples(split))
+        records = [] if labeler == "truth" else read_labels(self.labels(labeler, split))
+        scores = scores_for_trajectories(trajs, records, SCORE_FIELD[target])
+        return list(zip(trajs, scores, strict=True))
+
+    def train(self, prm_name: str) -> Path:
+        """Train (or reuse) the PRM of `prm_name`; targets fitted on the training split only."""
+        out = self.dir / f"prm-{prm_name}"
+        if (out / "prm.json").exists():
+            return out
+        _, target = PRM_LABELS[prm_name]
+        transform = make_target_transform(target)
+        train_raw = self.training_pairs(prm_name, "train")
+        dev_raw = self.training_pairs(prm_name, "dev")
+        transform.fit([s for _, s in train_raw])
+        train = [(t, transform.transform(s)) for t, s in train_raw]
+        dev = [(t, transform.transform(s)) for t, s in dev_raw]
+        cfg = replace(self.cfg.prm, target=transform.name, target_params=transform.params())
+        train_prm(self.lm_dir, train, dev, out, cfg, transform=transform)
+        return out
+
+    def predict(self, prm_name: str, trajs: list[Trajectory]) -> list[list[float]]:
+        return load_prm(self.train(prm_name)).predict(trajs)
+
+    # ------------------------------------------------------------------ evaluation
+    def processbench(self, prm_name: str) -> dict[str, Any]:
+        """First-error F1 on the world's test benchmark, τ chosen on the dev benchmark."""
+        out = self.dir / f"processbench-{prm_name}.json"
+        if _done(out):
+            return json.loads(out.read_text())
+        scored = {}
+        for split in ("dev", "test"):
+            bench = load_benchmark(self.world_dir, split)
+            scored[split] = (
+                {k: self.predict(prm_name, v) for k, v in bench.items()},
+                {k: first_errors(v) for k, v in bench.items()},
+            )
+        tau = choose_threshold(*scored["dev"])
+        result = {
+            "prm": prm_name,
+            "threshold_from_dev": tau,
+            "test": evaluate_processbench(*scored["test"], tau, seed=self.cfg.seed).to_dict(),
+            "test_oracle": oracle_threshold_result(*scored["test"], seed=self.cfg.seed).to_dict(),
+        }
+        out.write_text(json.dumps(result, indent=2))
+        return result
+
+    def bon_pool(self) -> Path:
+        """`bon_pool` sampled solutions for each of `bon_problems` test problems."""
+        out = self.data_dir / "bon-pool.jsonl"
+        if _done(out):
+            return out
+        problems = read_problems(self.world_dir / "problems-test.jsonl")[: self.cfg.bon_problems]
+        model, tok = self.lm()
+        cfg = SampleConfig(
+            n=self.cfg.bon_pool,
+            temperature=self.cfg.sample_temperature,
+            seed=self.cfg.seed + 1,
+            max_new_tokens=160,
+            batch_size=64,
+        )
+        write_trajectories(out, sample_solutions(model, tok, problems, cfg))
+        return out
+
+    def best_of_n(self, prm_name: str) -> pd.DataFrame:
+        """Best-of-N curves of one PRM over the shared pool (paired across PRMs and N)."""
+        out = self.dir / f"bon-{prm_name}.pkl"
+        if _done(out):
+            return pd.read_pickle(out)
+        trajs = read_trajectories(self.bon_pool())
+        probs = self.predict(prm_name, trajs)
+        pools: dict[str, list[Candidate]] = {}
+        for t, p in zip(trajs, probs, strict=True):
+            correct = bool(t.metadata["final_correct"])
+            pools.setdefault(t.metadata["problem_id"], []).append(
+                Candidate.from_trajectory(t, p, correct=correct)
+            )
+        curves = best_of_n_curves(
+            [Pool(k, v) for k, v in pools.items()], self.cfg.bon_ns, seed=self.cfg.seed
+        )
+        curves.to_pickle(out)
+        return curves
+
+    def label_quality(self) -> dict[str, Any]:
+        """CPMI vs MC on the same training steps, and each against the exact step truth."""
+        trajs = {t.id: t for t in read_trajectories(self.policy_samples("train"))}
+        cpmi = {r["id"]: r for r in read_labels(self.labels("cpmi", "train"))}
+        mc = {r["id"]: r for r in read_labels(self.labels("mc", "train"))}
+        cols: dict[str, list[float]] = {k: [] for k in ("cpmi", "gold_term", "neg_term", "mc")}
+        truth: list[int] = []
+        for tid, t in trajs.items():
+            for i, ok in enumerate(t.step_labels or []):
+                step = cpmi[tid]["steps"][i]
+                cols["cpmi"].append(step["cpmi"])
+                cols["gold_term"].append(step["gold_term"])
+                cols["neg_term"].append(-step["neg_term"])  # pushing negatives down is good
+                cols["mc"].append(mc[tid]["steps"][i]["value"])
+                truth.append(int(ok))
+        out: dict[str, Any] = {"n_steps": len(truth), "share_correct": float(np.mean(truth))}
+        out["cpmi_vs_mc"] = rank_correlations(cols["cpmi"], cols["mc"])
+        for name, scores in cols.items():
+            if len(set(truth)) < 2:  # e.g. a policy that never gets a step right
+                out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": "one class only"}
+                continue
+            lo, hi = auroc_ci(scores, truth, seed=self.cfg.seed)
+            out[f"auroc_{name}"] = {"auroc": auroc(scores, truth), "ci": [lo, hi]}
+        return out
+
+    def summary(self, mcnemar_method: str = "prm:min") -> dict[str, Any]:
+        """Everything the README reports, with CIs and paired tests."""
+        curves = {name: self.best_of_n(name) for name in PRM_LABELS}
+        bon = {}
+        for name, df in curves.items():
+            bon[name] = [
+                {
+                    "method": r.method,
+                    "n": int(r.n),
+                    "accuracy": r.accuracy,
+                    "ci": [r.ci_low, r.ci_high],
+                }
+                for r in df.itertuples(index=False)
+            ]
+        tests = {}
+        for a, b in (("cpmi", "mc"), ("cpmi", "truth"), ("mc", "truth")):
+            tests[f"{a}_vs_{b}"] = {
+                n: compare(curves[a], mcnemar_method, curves[b], mcnemar_method, n).to_dict()
+                for n in self.cfg.bon_ns
+            }
+        costs = {
+            lab: total_costs(read_labels(self.labels(lab, "train"))).to_dict()
+            for lab in ("cpmi", "mc")
+        }
+        return {
+            "config_key": self.cfg.key(),
+            "processbench": {name: self.processbench(name) for name in PRM_LABELS},
+            "best_of_n": bon,
+            "mcnemar_method": mcnemar_method,
+            "mcnemar": tests,
+            "label_quality": self.label_quality(),
+            "labeling_costs_train": costs,
+        }
+
+
+def summary_markdown(summary: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> str:
+    """The tables the README shows, from a summary (so the README's numbers are this run's)."""
+
+    def ci(x: float, lo: float, hi: float) -> str:
+        return f"{x:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    pb = summary["processbench"]
+    subsets = list(next(iter(pb.values()))["test"]["subsets"])
+    lines = [
+        "| PRM trained on | F1 (95% CI), τ from dev | "
+        + " | ".join(f"{s} F1" for s in subsets)
+        + " | τ | oracle-τ F1 (upper bound) |",
+        "| --- | --- | " + " | ".join("---:" for _ in subsets) + " | ---: | ---: |",
+    ]
+    for name, r in pb.items():
+        t = r["test"]
+        cells = [f"{t['subsets'][s]['f1']:.3f}" for s in subsets]
+        lines.append(
+            f"| {name} labels | {ci(t['headline_f1'], *t['headline_ci'])} | "
+            + " | ".join(cells)
+            + f" | {r['threshold_from_dev']:.2f} | {r['test_oracle']['headline_f1']:.3f} |"
+        )
+    methods = ("prm:min", "prm:last", "prm-vote:min", "majority", "random", "pass@n")
+    lines += [
+        "",
+        "| Best-of-N accuracy (95% CI) | " + " | ".join(f"N = {n}" for n in ns) + " |",
+        "| --- | " + " | ".join("---" for _ in ns) + " |",
+    ]
+    for name, rows in summary["best_of_n"].items():
+        by = {(r["method"], r["n"]): r for r in rows}
+        for m in methods:
+            if m in ("majority", "random", "pass@n") and name != "cpmi":
+                continue  # the same for every PRM (one shared pool)
+            label = f"{name} PRM, {m}" if m.startswith("prm") else m
+            cells = [ci(by[(m, n)]["accuracy"], *by[(m, n)]["ci"]) for n in ns]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"| exact McNemar, {summary['mcnemar_method']} | "
+        + " | ".join(f"N = {n}: table, p" for n in ns)
+        + " |",
+        "| --- | " + " | ".join("---" for _ in ns) + " |",
+    ]
+    for pair, by_n in summary["mcnemar"].items():
+        cells = [f"{by_n[str(n)]['table']}, p = {by_n[str(n)]['p_value']:.3f}" for n in ns]
+        lines.append(f"| {pair.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    q = summary["label_quality"]
+    lines += [
+        "",
+        f"Label quality on the {q['n_steps']:,} training steps "
+        f"({q['share_correct']:.1%} right): Spearman ρ(CPMI, MC) = "
+        f"{q['cpmi_vs_mc']['spearman_rho']:.3f}, Kendall τ = "
+        f"{q['cpmi_vs_mc']['kendall_tau']:.3f}.",
+        "",
+        "| step-level AUROC vs exact truth | AUROC (95% CI) |",
+        "| --- | --- |",
+    ]
+    for key, label in [
+        ("auroc_cpmi", "CPMI"),
+        ("auroc_gold_term", "CPMI gold term only"),
+        ("auroc_neg_term", "CPMI negative term only (sign flipped)"),
+        ("auroc_mc", "MC value"),
+    ]:
+        a = q[key]
+        lines.append(
+            f"| {label} | "
+            + (ci(a["auroc"], *a["ci"]) if a["auroc"] is not None else "undefined (one class)")
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_experiment(cfg: ExperimentConfig | None = None, out: Path | None = None) -> dict[str, Any]:
+    """All stages; writes the summary JSON (default `results/prm_experiment.json`) and its
+    Markdown tables beside it."""
+    torch.set_num_threads(2)
+    exp = Experiment(cfg or ExperimentConfig())
+    for name in PRM_LABELS:
+        exp.train(name)
+    summary = exp.summary()
+    out = out or Path(__file__).resolve().parents[1] / "results" / "prm_experiment.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    summary = json.loads(out.read_text())  # JSON keys (N as strings), as readers will see them
+    out.with_suffix(".md").write_text(summary_markdown(summary, cfg_ns(cfg)))
+    return summary
+
+
+def cfg_ns(cfg: ExperimentConfig | None) -> tuple[int, ...]:
+    """The two largest N of the Best-of-N curves, for the tables."""
+    ns = (cfg or ExperimentConfig()).bon_ns
+    return tuple(sorted(ns)[-2:])

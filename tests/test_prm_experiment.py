@@ -1,0 +1,81 @@
+"""The PRM experiment end to end on a miniature world and LM: every stage runs, is cached, and the
+summary holds what the README reports (F1 with CIs, Best-of-N curves, McNemar tables)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from cpmi_lib.cpmi import CPMIConfig
+from cpmi_lib.mc import MCConfig
+from cpmi_lib.prm import PRMConfig
+from cpmi_lib.prm_experiment import PRM_LABELS, Experiment, ExperimentConfig, run_experiment
+from cpmi_lib.world_data import WorldSpec
+
+
+@pytest.fixture(scope="module")
+def tiny_experiment(tiny_world, tiny_lm_config, tiny_lm_cache, tmp_path_factory):
+    cfg = ExperimentConfig(
+        world=WorldSpec(
+            world=tiny_world, sizes={"train": 30, "dev": 60, "test": 60}, benchmark_per_subset=8
+        ),
+        lm=tiny_lm_config,
+        train_problems=20,
+        dev_problems=10,
+        samples_per_problem=2,
+        cpmi=CPMIConfig(),
+        n_negatives=2,
+        mc=MCConfig(n_rollouts=2, max_new_tokens=30),
+        prm=PRMConfig(epochs=1, lr=1e-3, batch_size=8, threads=1),
+        bon_problems=6,
+        bon_pool=4,
+        bon_ns=(1, 2, 4),
+    )
+    return cfg, tiny_lm_cache, tmp_path_factory.mktemp("results") / "summary.json"
+
+
+def test_experiment_runs_every_stage_and_reports_with_cis(tiny_experiment, monkeypatch):
+    cfg, cache, out = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    summary = run_experiment(cfg, out=out)
+    assert json.loads(out.read_text())["config_key"] == cfg.key()
+    assert set(summary["processbench"]) == set(PRM_LABELS)
+    for result in summary["processbench"].values():
+        test = result["test"]
+        assert set(test["subsets"]) == {"short", "long"}
+        assert 0.0 < result["threshold_from_dev"] < 1.0
+        f1 = test["headline_f1"]
+        assert math.isnan(f1) or 0.0 <= f1 <= 1.0
+        assert "upper bound" in result["test_oracle"]["label"]
+        assert math.isnan(f1) or result["test_oracle"]["headline_f1"] >= f1 - 1e-12
+    for rows in summary["best_of_n"].values():
+        by = {(r["method"], r["n"]): r["accuracy"] for r in rows}
+        assert by[("pass@n", 4)] >= by[("prm:min", 4)]
+        assert by[("prm:min", 1)] == by[("majority", 1)] == by[("pass@n", 1)]  # paired pool
+    # the pool is shared: the same pass@n for every PRM
+    assert len({json.dumps(rows[-1]) for rows in summary["best_of_n"].values()}) == 1
+    table = (
+        summary["mcnemar"]["cpmi_vs_mc"]["4"]
+        if "4" in summary["mcnemar"]["cpmi_vs_mc"]
+        else summary["mcnemar"]["cpmi_vs_mc"][4]
+    )
+    assert sum(map(sum, table["table"])) == 6 and 0.0 <= table["p_value"] <= 1.0
+    quality = summary["label_quality"]
+    assert quality["n_steps"] > 0 and -1.0 <= quality["cpmi_vs_mc"]["spearman_rho"] <= 1.0
+    costs = summary["labeling_costs_train"]
+    assert costs["mc"]["generated_tokens"] > 0 and costs["cpmi"]["generated_tokens"] == 0
+
+
+def test_stages_are_cached(tiny_experiment, monkeypatch):
+    cfg, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    exp = Experiment(cfg)
+    prm_dir = exp.train("cpmi")
+    stamp = (prm_dir / "prm.json").stat().st_mtime_ns
+    labels = exp.labels("mc", "train")
+    size = labels.stat().st_size
+    assert Experiment(cfg).train("cpmi") == prm_dir
+    assert (prm_dir / "prm.json").stat().st_mtime_ns == stamp
+    assert Experiment(cfg).labels("mc", "train").stat().st_size == size
