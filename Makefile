@@ -20,13 +20,14 @@ $(STAMP): pyproject.toml Makefile
 
 reproduce: $(STAMP)
 	$(PY) -m cpmi_lib reproduce
+	$(PY) -m cpmi_lib.grid --preset default
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check cpmi_lib tests benchmarks
+	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check cpmi_lib tests benchmarks
+	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_default_lm

@@ -132,6 +132,34 @@ def cpmi_requests(
     return requests, per_template
 
 
+def context_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    steps: Sequence[str],
+    answers: Sequence[str],
+    cfg: CPMIConfig,
+    meter: CostMeter | None = None,
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """LP(answer | context) averaged over templates, shape (contexts, answers), and per step the
+    (after, before) context indices of `cfg.variant` (see `context_pairs`)."""
+    requests, per_template = cpmi_requests(tokenizer, question, steps, answers, cfg)
+    if cfg.engine == "packed":
+        token_lps = packed_logprobs(
+            model, requests, cfg.max_batch_tokens, cfg.max_row_tokens, meter
+        )
+    else:
+        token_lps = reference_logprobs(model, requests, meter)
+    reduce = torch.mean if cfg.length_norm == "mean" else torch.sum
+    lp = torch.tensor([float(reduce(x.double())) for x in token_lps], dtype=torch.float64)
+    if not torch.isfinite(lp).all():
+        raise FloatingPointError("non-finite answer log-probability; check the model's dtype")
+    n_ans = len(answers)
+    n_ctx = len(requests) // (n_ans * len(cfg.templates))
+    table = lp.reshape(len(cfg.templates), n_ctx, n_ans).mean(dim=0)
+    return table, per_template[0][0]
+
+
 def cpmi_step_scores(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -145,27 +173,11 @@ def cpmi_step_scores(
     """One `StepScore` per step (see the module docstring for the exact definition)."""
     if not steps:
         raise ValueError("no steps to score")
-    answers = [gold, *negatives]
-    requests, per_template = cpmi_requests(tokenizer, question, steps, answers, cfg)
-    if cfg.engine == "packed":
-        token_lps = packed_logprobs(
-            model, requests, cfg.max_batch_tokens, cfg.max_row_tokens, meter
-        )
-    else:
-        token_lps = reference_logprobs(model, requests, meter)
-    reduce = torch.mean if cfg.length_norm == "mean" else torch.sum
-    lp = torch.tensor([float(reduce(x.double())) for x in token_lps], dtype=torch.float64)
-    if not torch.isfinite(lp).all():
-        raise FloatingPointError("non-finite answer log-probability; check the model's dtype")
-    n_ans = len(answers)
-    after = torch.zeros((len(steps), n_ans), dtype=torch.float64)
-    before = torch.zeros_like(after)
-    for pairs, offset in per_template:
-        for i, (a, b) in enumerate(pairs):
-            after[i] += lp[offset + a * n_ans : offset + (a + 1) * n_ans]
-            before[i] += lp[offset + b * n_ans : offset + (b + 1) * n_ans]
-    after /= len(cfg.templates)
-    before /= len(cfg.templates)
+    table, pairs = context_logprobs(
+        model, tokenizer, question, steps, [gold, *negatives], cfg, meter
+    )
+    after = torch.stack([table[a] for a, _ in pairs])
+    before = torch.stack([table[b] for _, b in pairs])
     delta = after - before  # (steps, answers), averaged over templates
     gold_term = delta[:, 0]
     neg_term = delta[:, 1:].mean(dim=1) if negatives else torch.zeros_like(gold_term)

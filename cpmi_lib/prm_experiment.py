@@ -21,11 +21,13 @@ import pandas as pd
 import torch
 
 from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves, compare
-from cpmi_lib.cpmi import CPMIConfig
+from cpmi_lib.costs import CostMeter
+from cpmi_lib.cpmi import CPMIConfig, cpmi_step_scores
 from cpmi_lib.default_lm import DEFAULT_CACHE, LMTrainConfig, ensure_default_lm
-from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs
+from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs, trajectory_seed
 from cpmi_lib.lm import load_lm
 from cpmi_lib.mc import MCConfig
+from cpmi_lib.negatives import hard_negatives
 from cpmi_lib.prm import PRMConfig, load_prm, train_prm
 from cpmi_lib.prm_targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
 from cpmi_lib.processbench import (
@@ -241,30 +243,90 @@ class Experiment:
         curves.to_pickle(out)
         return curves
 
+    def step_scores(self, split: str = "train") -> pd.DataFrame:
+        """One row per policy step: CPMI and its terms, MC value and the exact truth."""
+        trajs = read_trajectories(self.policy_samples(split))
+        cpmi = {r["id"]: r for r in read_labels(self.labels("cpmi", split))}
+        mc = {r["id"]: r for r in read_labels(self.labels("mc", split))}
+        rows = []
+        for t in trajs:
+            for i, ok in enumerate(t.step_labels or []):
+                step = cpmi[t.id]["steps"][i]
+                rows.append(
+                    {
+                        "trajectory": t.id,
+                        "step": i,
+                        "cpmi": step["cpmi"],
+                        "gold_term": step["gold_term"],
+                        "neg_term": -step[
+                            "neg_term"
+                        ],  # sign flipped: pushing negatives down is good
+                        "mc": mc[t.id]["steps"][i]["value"],
+                        "truth": int(ok),
+                    }
+                )
+        return pd.DataFrame(rows)
+
     def label_quality(self) -> dict[str, Any]:
         """CPMI vs MC on the same training steps, and each against the exact step truth."""
-        trajs = {t.id: t for t in read_trajectories(self.policy_samples("train"))}
-        cpmi = {r["id"]: r for r in read_labels(self.labels("cpmi", "train"))}
-        mc = {r["id"]: r for r in read_labels(self.labels("mc", "train"))}
-        cols: dict[str, list[float]] = {k: [] for k in ("cpmi", "gold_term", "neg_term", "mc")}
-        truth: list[int] = []
-        for tid, t in trajs.items():
-            for i, ok in enumerate(t.step_labels or []):
-                step = cpmi[tid]["steps"][i]
-                cols["cpmi"].append(step["cpmi"])
-                cols["gold_term"].append(step["gold_term"])
-                cols["neg_term"].append(-step["neg_term"])  # pushing negatives down is good
-                cols["mc"].append(mc[tid]["steps"][i]["value"])
-                truth.append(int(ok))
-        out: dict[str, Any] = {"n_steps": len(truth), "share_correct": float(np.mean(truth))}
-        out["cpmi_vs_mc"] = rank_correlations(cols["cpmi"], cols["mc"])
-        for name, scores in cols.items():
+        df = self.step_scores("train")
+        truth = df["truth"].tolist()
+        out: dict[str, Any] = {"n_steps": len(df), "share_correct": float(np.mean(truth))}
+        out["cpmi_vs_mc"] = rank_correlations(df["cpmi"], df["mc"])
+        for name in ("cpmi", "gold_term", "neg_term", "mc"):
+            scores = df[name].tolist()
             if len(set(truth)) < 2:  # e.g. a policy that never gets a step right
                 out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": "one class only"}
                 continue
             lo, hi = auroc_ci(scores, truth, seed=self.cfg.seed)
             out[f"auroc_{name}"] = {"auroc": auroc(scores, truth), "ci": [lo, hi]}
         return out
+
+    def cpmi_ablation(
+        self,
+        cpmi: CPMIConfig,
+        n_negatives: int,
+        sources: tuple[str, ...] = ("trajectory", "perturb"),
+        n_trajectories: int = 300,
+    ) -> dict[str, Any]:
+        """Step-level AUROC against the exact truth of CPMI with other settings, on the first
+        `n_trajectories` training samples (the same ones for every setting)."""
+        model, tok = self.lm()
+        trajs = read_trajectories(self.policy_samples("train"))[:n_trajectories]
+        scores: list[float] = []
+        truth: list[int] = []
+        meter = CostMeter()
+        with meter:
+            for t in trajs:
+                assert t.gold_answer is not None and t.step_labels is not None
+                negs = hard_negatives(
+                    t.question,
+                    t.steps,
+                    t.gold_answer,
+                    n_negatives,
+                    sources=sources,
+                    model=model,
+                    tokenizer=tok,
+                    seed=trajectory_seed(self.cfg.seed, t.id),
+                    meter=meter,
+                )
+                steps = cpmi_step_scores(
+                    model,
+                    tok,
+                    t.question,
+                    t.steps,
+                    t.gold_answer,
+                    [n.answer for n in negs],
+                    cpmi,
+                    meter=meter,
+                )
+                scores += [s.cpmi for s in steps]
+                truth += [int(x) for x in t.step_labels]
+        out: dict[str, Any] = {"n_steps": len(scores), "seconds": meter.costs.wall_seconds}
+        if len(set(truth)) < 2:
+            return {**out, "auroc": None, "ci": None}
+        lo, hi = auroc_ci(scores, truth, seed=self.cfg.seed)
+        return {**out, "auroc": auroc(scores, truth), "ci": [lo, hi]}
 
     def summary(self, mcnemar_method: str = "prm:min") -> dict[str, Any]:
         """Everything the README reports, with CIs and paired tests."""

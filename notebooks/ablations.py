@@ -1,0 +1,101 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ablations of CPMI
+# Step-level AUROC against the exact truth, on the same policy training steps, as one setting
+# changes at a time from the base (marginal, mean, K = 4 templates, M = 4 trajectory and
+# perturbation negatives): the number of negatives M, the number of templates K, the variant,
+# mean vs sum, and where negatives come from.
+
+# %% tags=["parameters"]
+preset = "default"
+results_dir = "../results"
+figures_dir = "../figures"
+n_trajectories = 300
+negatives_grid = [0, 1, 2, 4, 8]
+templates_grid = [1, 2, 4]
+
+# %%
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from cpmi_lib.cpmi import VARIANTS
+from cpmi_lib.plots import LABELER_COLORS, save_figure
+from cpmi_lib.presets import experiment_config
+from cpmi_lib.prm_experiment import Experiment
+from cpmi_lib.tables import save_table
+from cpmi_lib.text_format import PROMPT_TEMPLATES
+
+exp = Experiment(experiment_config(preset))
+base = exp.cfg.cpmi
+m_base = exp.cfg.n_negatives
+settings = (
+    [("negatives M", str(m), base, m, ("trajectory", "perturb")) for m in negatives_grid]
+    + [
+        (
+            "templates K",
+            str(k),
+            replace(base, templates=PROMPT_TEMPLATES[:k]),
+            m_base,
+            ("trajectory", "perturb"),
+        )
+        for k in templates_grid
+    ]
+    + [
+        ("variant", v, replace(base, variant=v), m_base, ("trajectory", "perturb"))
+        for v in VARIANTS
+    ]
+    + [
+        ("length norm", n, replace(base, length_norm=n), m_base, ("trajectory", "perturb"))
+        for n in ("mean", "sum")
+    ]
+    + [
+        ("negative source", "+".join(src), base, m_base, src)
+        for src in (("trajectory",), ("perturb",), ("lm",), ("trajectory", "perturb"))
+    ]
+)
+rows = []
+for factor, value, cfg, m, sources in settings:
+    r = exp.cpmi_ablation(cfg, m, sources, n_trajectories)
+    ci = r["ci"] or [None, None]
+    rows.append(
+        {
+            "factor": factor,
+            "setting": value,
+            "AUROC": r["auroc"],
+            "CI low": ci[0],
+            "CI high": ci[1],
+            "steps": r["n_steps"],
+            "seconds": r["seconds"],
+        }
+    )
+table = pd.DataFrame(rows).astype({"AUROC": float, "CI low": float, "CI high": float})
+save_table(table, "ablations", results_dir)
+table
+
+# %%
+factors = list(dict.fromkeys(table["factor"]))
+fig, axes = plt.subplots(1, len(factors), figsize=(3.2 * len(factors), 3.6), sharey=True)
+for ax, factor in zip(axes, factors, strict=True):
+    g = table[table["factor"] == factor]
+    err = [(g["AUROC"] - g["CI low"]).clip(lower=0), (g["CI high"] - g["AUROC"]).clip(lower=0)]
+    ax.errorbar(
+        g["setting"], g["AUROC"], yerr=err, fmt="o", color=LABELER_COLORS["cpmi"], capsize=3
+    )
+    ax.axhline(0.5, color="#999999", ls=":", lw=1)
+    ax.set_title(factor)
+    ax.tick_params(axis="x", rotation=30)
+axes[0].set_ylabel("step AUROC vs exact truth (95% CI)")
+save_figure(fig, "ablations", figures_dir)

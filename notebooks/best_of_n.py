@@ -1,0 +1,61 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Best-of-N
+# One pool of sampled solutions per test problem, scored by each PRM; every curve and every N
+# uses the same samples, so comparisons are paired (exact McNemar tests below).
+
+# %% tags=["parameters"]
+preset = "default"
+results_dir = "../results"
+figures_dir = "../figures"
+
+# %%
+import pandas as pd
+
+from cpmi_lib.best_of_n import compare
+from cpmi_lib.plots import best_of_n_curves, save_figure
+from cpmi_lib.presets import experiment_config
+from cpmi_lib.prm_experiment import PRM_LABELS, Experiment
+from cpmi_lib.tables import save_table
+
+exp = Experiment(experiment_config(preset))
+curves = {name: exp.best_of_n(name) for name in PRM_LABELS}
+
+# %%
+for name, df in curves.items():
+    save_figure(
+        best_of_n_curves(df, f"PRM trained on {name} labels"), f"best_of_n_{name}", figures_dir
+    )
+table = pd.concat([df.drop(columns="correct").assign(PRM=name) for name, df in curves.items()])
+save_table(table, "best_of_n", results_dir)
+
+# %%
+rows = []
+for a, b in (("cpmi", "mc"), ("cpmi", "truth"), ("mc", "truth")):
+    for n in exp.cfg.bon_ns:
+        t = compare(curves[a], "prm:min", curves[b], "prm:min", n)
+        rows.append(
+            {
+                "pair": f"{a} vs {b}",
+                "n": n,
+                "both right": t.table[0][0],
+                "only a right": t.table[0][1],
+                "only b right": t.table[1][0],
+                "both wrong": t.table[1][1],
+                "p (exact McNemar)": t.p_value,
+            }
+        )
+mcnemar = pd.DataFrame(rows)
+save_table(mcnemar, "best_of_n_mcnemar", results_dir)
+mcnemar
