@@ -69,30 +69,26 @@ def experiment_config(preset: str) -> ExperimentConfig:
     raise ValueError(f"unknown preset {preset!r}; known: {PRESET_NAMES}")
 
 
+_DEFAULT_NOTEBOOKS: dict[str, dict[str, Any]] = {
+    "build_data": {},
+    "explore_single_problem": {"problem_index": 0, "variant": "cumulative"},
+    "label_cost": {},
+    "label_quality": {},
+    "train_prm": {},
+    "processbench": {},
+    "best_of_n": {},
+    "ablations": {
+        "n_trajectories": 300,
+        "negatives_grid": [0, 1, 2, 4, 8],
+        "templates_grid": [1, 2, 4],
+    },
+}
+
 #: Notebook-specific parameters of each preset (in dependency order of the notebooks).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "default": _DEFAULT_NOTEBOOKS,
     "smoke": {
-        "build_data": {},
-        "explore_single_problem": {"problem_index": 0, "variant": "cumulative"},
-        "label_cost": {},
-        "label_quality": {},
-        "train_prm": {},
-        "processbench": {},
-        "best_of_n": {},
+        **_DEFAULT_NOTEBOOKS,
         "ablations": {"n_trajectories": 12, "negatives_grid": [0, 2], "templates_grid": [1, 2]},
-    },
-    "default": {
-        "build_data": {},
-        "explore_single_problem": {"problem_index": 0, "variant": "cumulative"},
-        "label_cost": {},
-        "label_quality": {},
-        "train_prm": {},
-        "processbench": {},
-        "best_of_n": {},
-        "ablations": {
-            "n_trajectories": 300,
-            "negatives_grid": [0, 1, 2, 4, 8],
-            "templates_grid": [1, 2, 4],
-        },
     },
 }
