@@ -216,6 +216,7 @@ def _cmd_train_prm(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     """ProcessBench-style F1 of a PRM: tau chosen on --dev files, reported on --test files."""
+    from cpmi_lib.costs import CostMeter
     from cpmi_lib.loaders import load_processbench
     from cpmi_lib.prm import load_prm
     from cpmi_lib.processbench import (
@@ -235,10 +236,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             probs[name], truth[name] = prm.predict(trajs), first_errors(trajs)
         return probs, truth
 
-    tau = choose_threshold(*scored(args.dev))
-    test = scored(args.test)
+    meter = CostMeter(device=prm.device)
+    with meter:
+        tau = choose_threshold(*scored(args.dev))
+        test = scored(args.test)
     result = {
         "prm": args.prm,
+        "config": json.loads((Path(args.prm) / "prm.json").read_text())["config"],
+        "costs": meter.costs.to_dict(),
         "threshold_from_dev": tau,
         "test": evaluate_processbench(*test, tau).to_dict(),
         "test_oracle": oracle_threshold_result(*test).to_dict(),

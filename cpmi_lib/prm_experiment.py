@@ -354,6 +354,7 @@ class Experiment:
         }
         return {
             "config_key": self.cfg.key(),
+            "config": self.cfg.to_dict(),
             "processbench": {name: self.processbench(name) for name in PRM_LABELS},
             "best_of_n": bon,
             "mcnemar_method": mcnemar_method,

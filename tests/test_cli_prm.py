@@ -66,4 +66,5 @@ def test_train_prm_then_evaluate(tiny_world, tiny_lm_dir, tmp_path, capsys):
     result = json.loads((tmp_path / "f1.json").read_text())
     assert set(result["test"]["subsets"]) == {"test-short", "test-long"}
     assert 0 < result["threshold_from_dev"] < 1
+    assert result["config"]["target"] == "truth" and result["costs"]["wall_seconds"] > 0
     assert "chosen on dev" in capsys.readouterr().out
