@@ -28,7 +28,7 @@ from cpmi_lib.lm import count_parameters
 from cpmi_lib.logprob import SequenceTooLongError
 from cpmi_lib.mc import MCConfig, mc_step_values
 from cpmi_lib.negatives import negatives_for_trajectory
-from cpmi_lib.trajectory import RecordError, Trajectory, iter_trajectories
+from cpmi_lib.trajectory import RecordError, Trajectory, iter_trajectories, summarize
 
 Method = Literal["cpmi", "mc"]
 
@@ -218,8 +218,6 @@ def label_file(
             total = total + meter.costs
             bar.set_postfix(steps_per_s=f"{total.steps / max(total.wall_seconds, 1e-9):.1f}")
     if errors:
-        from cpmi_lib.trajectory import summarize
-
         tqdm.write(f"skipped {len(errors)} invalid record(s): {summarize(errors)}")
     return total
 

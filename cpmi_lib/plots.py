@@ -87,3 +87,66 @@ def best_of_n_curves(df: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     return fig
+
+
+def _ci_errors(values: pd.Series, low: pd.Series, high: pd.Series) -> list[pd.Series]:
+    """Asymmetric error bars from a CI (matplotlib wants distances, never negative)."""
+    return [(values - low).clip(lower=0), (high - values).clip(lower=0)]
+
+
+def f1_bars(table: pd.DataFrame) -> plt.Figure:
+    """F1 per subset and PRM with CI bars; `table` has PRM, subset, F1, F1 CI low/high."""
+    prms = list(dict.fromkeys(table["PRM"]))
+    subsets = list(dict.fromkeys(table["subset"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(prms)
+    for k, name in enumerate(prms):
+        g = table[table["PRM"] == name].set_index("subset").loc[subsets]
+        x = [i + k * width for i in range(len(subsets))]
+        ax.bar(
+            x,
+            g["F1"],
+            width,
+            yerr=_ci_errors(g["F1"], g["F1 CI low"], g["F1 CI high"]),
+            capsize=3,
+            color=LABELER_COLORS.get(name),
+            label=f"PRM from {name} labels",
+        )
+    ax.set_xticks([i + width * (len(prms) - 1) / 2 for i in range(len(subsets))], subsets)
+    ax.set_ylabel("first-error F1 (95% CI)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def ablation_panels(table: pd.DataFrame) -> plt.Figure:
+    """One panel per factor: AUROC with CI per setting; `table` from the ablations notebook."""
+    factors = list(dict.fromkeys(table["factor"]))
+    fig, axes = plt.subplots(1, len(factors), figsize=(3.2 * len(factors), 3.6), sharey=True)
+    for ax, factor in zip(axes, factors, strict=True):
+        g = table[table["factor"] == factor]
+        ax.errorbar(
+            g["setting"],
+            g["AUROC"],
+            fmt="o",
+            capsize=3,
+            color=LABELER_COLORS["cpmi"],
+            yerr=_ci_errors(g["AUROC"], g["CI low"], g["CI high"]),
+        )
+        ax.axhline(0.5, color="#999999", ls=":", lw=1)
+        ax.set_title(factor)
+        ax.tick_params(axis="x", rotation=30)
+    axes[0].set_ylabel("step AUROC vs exact truth (95% CI)")
+    return fig
+
+
+def learning_curves(curves: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Train (dashed) and dev loss per epoch of each PRM; frames have epoch, train/eval_loss."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        color = LABELER_COLORS.get(name)
+        ax.plot(curve["epoch"], curve["train_loss"], ls="--", color=color, label=f"{name}: train")
+        ax.plot(curve["epoch"], curve["eval_loss"], marker="o", color=color, label=f"{name}: dev")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy (per labeled step)")
+    ax.legend(fontsize=8)
+    return fig

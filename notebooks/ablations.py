@@ -28,11 +28,10 @@ templates_grid = [1, 2, 4]
 # %%
 from dataclasses import replace
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from cpmi_lib.cpmi import VARIANTS
-from cpmi_lib.plots import LABELER_COLORS, save_figure
+from cpmi_lib.plots import ablation_panels, save_figure
 from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
@@ -86,16 +85,4 @@ save_table(table, "ablations", results_dir)
 table
 
 # %%
-factors = list(dict.fromkeys(table["factor"]))
-fig, axes = plt.subplots(1, len(factors), figsize=(3.2 * len(factors), 3.6), sharey=True)
-for ax, factor in zip(axes, factors, strict=True):
-    g = table[table["factor"] == factor]
-    err = [(g["AUROC"] - g["CI low"]).clip(lower=0), (g["CI high"] - g["AUROC"]).clip(lower=0)]
-    ax.errorbar(
-        g["setting"], g["AUROC"], yerr=err, fmt="o", color=LABELER_COLORS["cpmi"], capsize=3
-    )
-    ax.axhline(0.5, color="#999999", ls=":", lw=1)
-    ax.set_title(factor)
-    ax.tick_params(axis="x", rotation=30)
-axes[0].set_ylabel("step AUROC vs exact truth (95% CI)")
-save_figure(fig, "ablations", figures_dir)
+save_figure(ablation_panels(table), "ablations", figures_dir)

@@ -22,10 +22,9 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from cpmi_lib.plots import LABELER_COLORS, save_figure
+from cpmi_lib.plots import f1_bars, save_figure
 from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import PRM_LABELS, Experiment
 from cpmi_lib.tables import save_table
@@ -73,24 +72,5 @@ save_table(table, "processbench", results_dir)
 table
 
 # %%
-plot = table[~table["subset"].str.contains("oracle")]
-fig, ax = plt.subplots(figsize=(7, 4))
-subsets = list(dict.fromkeys(plot["subset"]))
-width = 0.8 / len(results)
-for k, name in enumerate(results):
-    g = plot[plot["PRM"] == name].set_index("subset").loc[subsets]
-    x = [i + k * width for i in range(len(subsets))]
-    err = [(g["F1"] - g["F1 CI low"]).clip(lower=0), (g["F1 CI high"] - g["F1"]).clip(lower=0)]
-    ax.bar(
-        x,
-        g["F1"],
-        width,
-        yerr=err,
-        capsize=3,
-        color=LABELER_COLORS[name],
-        label=f"PRM from {name} labels",
-    )
-ax.set_xticks([i + width for i in range(len(subsets))], subsets)
-ax.set_ylabel("first-error F1 (95% CI)")
-ax.legend(fontsize=8)
+fig = f1_bars(table[~table["subset"].str.contains("oracle")])
 save_figure(fig, "processbench_f1", figures_dir)

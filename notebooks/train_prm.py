@@ -23,10 +23,9 @@ figures_dir = "../figures"
 # %%
 import json
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from cpmi_lib.plots import LABELER_COLORS, save_figure
+from cpmi_lib.plots import learning_curves, save_figure
 from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import PRM_LABELS, Experiment
 from cpmi_lib.tables import save_table
@@ -35,37 +34,19 @@ exp = Experiment(experiment_config(preset))
 records = {name: json.loads((exp.train(name) / "prm.json").read_text()) for name in PRM_LABELS}
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 4))
-rows = []
-for name, rec in records.items():
-    curve = pd.DataFrame(rec["learning_curve"])
-    ax.plot(
-        curve["epoch"],
-        curve["train_loss"],
-        ls="--",
-        color=LABELER_COLORS[name],
-        label=f"{name}: train",
-    )
-    ax.plot(
-        curve["epoch"],
-        curve["eval_loss"],
-        marker="o",
-        color=LABELER_COLORS[name],
-        label=f"{name}: dev",
-    )
-    rows.append(
+curves = {name: pd.DataFrame(rec["learning_curve"]) for name, rec in records.items()}
+save_figure(learning_curves(curves), "train_prm_learning_curves", figures_dir)
+table = pd.DataFrame(
+    [
         {
             "PRM": name,
             "target": rec["config"]["target"],
-            "epochs": curve["epoch"].max(),
-            "best dev loss": curve["eval_loss"].min(),
+            "epochs": curves[name]["epoch"].max(),
+            "best dev loss": curves[name]["eval_loss"].min(),
             "seconds": rec.get("train_seconds"),
         }
-    )
-ax.set_xlabel("epoch")
-ax.set_ylabel("binary cross-entropy (per labeled step)")
-ax.legend(fontsize=8)
-save_figure(fig, "train_prm_learning_curves", figures_dir)
-table = pd.DataFrame(rows)
+        for name, rec in records.items()
+    ]
+)
 save_table(table, "train_prm", results_dir)
 table
