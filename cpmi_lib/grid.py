@@ -1,4 +1,4 @@
-"""Run the notebook grid: ``python -m cpmi_lib.grid --preset smoke|default``.
+"""Run the notebook grid: ``python -m cpmi_lib.grid --preset smoke|default|paper-smoke|paper``.
 
 Executes the jupytext notebooks of `notebooks/` with papermill in dependency order, each with its
 parameters from the preset, writing executed copies to ``results/runs/<preset>/``, tables to
@@ -29,6 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 #: Dependency order: data first, then what reads it.
 NOTEBOOKS = tuple(PRESETS["default"])
+#: Where each preset's results/ and figures/ go unless --root says otherwise: the default run's
+#: are the committed ones; the smoke runs are scratch; a paper run gets a folder of its own.
+DEFAULT_ROOTS = {
+    "default": REPO,
+    "smoke": REPO / ".cache" / "smoke",
+    "paper-smoke": REPO / ".cache" / "paper-smoke",
+    "paper": REPO / "paper",
+}
 
 
 class GridError(RuntimeError):
@@ -105,15 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--root",
         default=None,
-        help="where results/ and figures/ go (default: the repository; for smoke: .cache/smoke)",
+        help="where results/ and figures/ go (default: the repository for default, "
+        ".cache/<preset> for the smoke presets, paper/ for paper)",
     )
     parser.add_argument("--only", nargs="+", default=None, help=f"some of {', '.join(NOTEBOOKS)}")
     args = parser.parse_args(argv)
-    root = (
-        Path(args.root)
-        if args.root
-        else (REPO / ".cache" / "smoke" if args.preset == "smoke" else REPO)
-    )
+    root = Path(args.root) if args.root else DEFAULT_ROOTS[args.preset]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         run_grid(args.preset, root, args.only)

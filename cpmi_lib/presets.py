@@ -1,12 +1,19 @@
 """Presets of the experiment grid: what every notebook is run with.
 
-``smoke`` (tiny sizes, minutes on 2 CPU cores, used by CI) and ``default`` (the embedded track).
+- ``smoke``: the embedded track at tiny sizes, minutes on 2 CPU cores (CI runs it).
+- ``default``: the embedded track (`make reproduce`, about 25 min on 2 CPU cores).
+- ``paper``: the hub track at paper scale, for a GPU with hub access: Qwen2.5-Math-1.5B-Instruct
+  as policy, labeler and PRM backbone, GSM8K problems, ProcessBench.
+- ``paper-smoke``: the paper track's code path (hub loaders, schemas, no exact step truth) on the
+  smoke world and LM written out in the hub schemas: offline, CPU, minutes (CI runs it).
+
 Every notebook gets the common parameters ``preset``, ``results_dir`` and ``figures_dir`` plus its
 own.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cpmi_lib.cpmi import CPMIConfig
@@ -15,10 +22,11 @@ from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import ExperimentConfig
 from cpmi_lib.text_format import PROMPT_TEMPLATES
+from cpmi_lib.tracks import EMBEDDED, HubSpec
 from cpmi_lib.world import WorldConfig
 from cpmi_lib.world_data import WorldSpec
 
-PRESET_NAMES = ("smoke", "default")
+PRESET_NAMES = ("smoke", "default", "paper-smoke", "paper")
 COMMON_PARAMETERS = ("preset", "results_dir", "figures_dir")
 
 _SMOKE_WORLD = WorldConfig(
@@ -34,9 +42,39 @@ _SMOKE_WORLD = WorldConfig(
 
 
 def experiment_config(preset: str) -> ExperimentConfig:
-    """The embedded-track experiment of a preset."""
+    """The experiment of a preset."""
     if preset == "default":
         return ExperimentConfig()
+    if preset == "paper":
+        return ExperimentConfig(
+            hub=HubSpec(),
+            train_problems=2000,
+            dev_problems=200,
+            samples_per_problem=4,
+            sample_max_new_tokens=512,
+            cpmi=CPMIConfig(templates=PROMPT_TEMPLATES),
+            n_negatives=4,
+            mc=MCConfig(n_rollouts=8, max_new_tokens=512),
+            prm=PRMConfig(epochs=2, lr=2e-5, batch_size=8, bf16=True, patience=2),
+            bon_problems=500,
+            bon_pool=64,
+            bon_ns=(1, 4, 16, 64),
+        )
+    if preset == "paper-smoke":
+        return replace(
+            experiment_config("smoke"),
+            hub=HubSpec(
+                model=EMBEDDED,
+                prm_backbone=EMBEDDED,
+                device="cpu",
+                dtype=None,
+                problems=EMBEDDED,
+                problems_config=None,
+                dev_fraction=0.25,
+                processbench=EMBEDDED,
+                processbench_subsets=("short", "medium", "long"),
+            ),
+        )
     if preset == "smoke":
         return ExperimentConfig(
             world=WorldSpec(
@@ -85,10 +123,13 @@ _DEFAULT_NOTEBOOKS: dict[str, dict[str, Any]] = {
 }
 
 #: Notebook-specific parameters of each preset (in dependency order of the notebooks).
+_SMOKE_NOTEBOOKS: dict[str, dict[str, Any]] = {
+    **_DEFAULT_NOTEBOOKS,
+    "ablations": {"n_trajectories": 12, "negatives_grid": [0, 2], "templates_grid": [1, 2]},
+}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": _DEFAULT_NOTEBOOKS,
-    "smoke": {
-        **_DEFAULT_NOTEBOOKS,
-        "ablations": {"n_trajectories": 12, "negatives_grid": [0, 2], "templates_grid": [1, 2]},
-    },
+    "smoke": _SMOKE_NOTEBOOKS,
+    "paper-smoke": _SMOKE_NOTEBOOKS,
+    "paper": _DEFAULT_NOTEBOOKS,
 }

@@ -1,5 +1,9 @@
-"""The embedded track's PRM experiment, end to end: policy samples → CPMI, MC and exact labels →
-three PRMs → ProcessBench-style F1 and Best-of-N, with CIs and paired tests.
+"""The PRM experiment, end to end: policy samples → CPMI, MC (and, where known, exact) labels →
+one PRM per label source → ProcessBench-style F1 and Best-of-N, with CIs and paired tests.
+
+It runs on either track (`cpmi_lib.tracks`): the embedded world, where every step's truth is
+known and a third PRM learns from it, or the hub (paper scale), where MC's hard labels stand in
+as the reference that label quality and the ablations are measured against.
 
 Every stage writes its output under one work directory and is skipped when that output is already
 complete, so a rerun (or a rerun after a kill) only redoes what is missing. The notebooks of the
@@ -9,6 +13,7 @@ suite call these stages one by one; ``python -m cpmi_lib prm-experiment`` runs t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -23,9 +28,8 @@ import torch
 from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves, compare
 from cpmi_lib.costs import CostMeter
 from cpmi_lib.cpmi import CPMIConfig, cpmi_step_scores
-from cpmi_lib.default_lm import DEFAULT_CACHE, LMTrainConfig, ensure_default_lm
+from cpmi_lib.default_lm import DEFAULT_CACHE, LMTrainConfig
 from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs, trajectory_seed
-from cpmi_lib.lm import load_lm
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.negatives import hard_negatives
 from cpmi_lib.prm import PRMConfig, load_prm, train_prm
@@ -39,12 +43,14 @@ from cpmi_lib.processbench import (
 from cpmi_lib.sampling import SampleConfig, sample_solutions
 from cpmi_lib.stats import auroc, auroc_ci, rank_correlations
 from cpmi_lib.text_format import PROMPT_TEMPLATES
+from cpmi_lib.tracks import HubSpec, Track, make_track
 from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.world_data import WorldSpec, build_world_files, load_benchmark, read_problems
+from cpmi_lib.world_data import WorldSpec
 
 log = logging.getLogger(__name__)
 
-#: The three PRMs and the labels each learns from: (labeler, target transform).
+#: The PRMs and the labels each learns from: (labeler, target transform). The truth PRM needs
+#: exact step labels, so only the embedded track trains it.
 PRM_LABELS: dict[str, tuple[str, str]] = {
     "cpmi": ("cpmi", "zsig"),
     "mc": ("mc", "mc_soft"),
@@ -54,14 +60,20 @@ PRM_LABELS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Sizes and settings of the PRM experiment (defaults: the embedded track, ~15 min on CPU)."""
+    """Sizes and settings of the PRM experiment (defaults: the embedded track, ~15 min on CPU).
+
+    `hub` switches to the hub track; `world` and `lm` then matter only for hub sources named
+    ``"embedded"``.
+    """
 
     world: WorldSpec = field(default_factory=WorldSpec)
     lm: LMTrainConfig = field(default_factory=LMTrainConfig)
+    hub: HubSpec | None = None
     train_problems: int = 600
     dev_problems: int = 150
     samples_per_problem: int = 2
     sample_temperature: float = 0.7
+    sample_max_new_tokens: int = 160
     cpmi: CPMIConfig = field(default_factory=lambda: CPMIConfig(templates=PROMPT_TEMPLATES))
     n_negatives: int = 4
     mc: MCConfig = field(default_factory=lambda: MCConfig(n_rollouts=8, max_new_tokens=160))
@@ -107,37 +119,38 @@ class Experiment:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        self._lm: tuple[Any, Any] | None = None
+        self.track: Track = make_track(cfg.hub, cfg.world, cfg.lm, cache)
 
     # ------------------------------------------------------------------ inputs
-    @property
-    def world_dir(self) -> Path:
-        spec = self.cfg.world
-        return build_world_files(spec, self.cache / "worlds" / f"world-{spec.key()}")
-
-    @property
-    def lm_dir(self) -> Path:
-        return ensure_default_lm(self.cfg.lm, cache=self.cache)
-
     def lm(self) -> tuple[Any, Any]:
-        if self._lm is None:
-            self._lm = load_lm(self.lm_dir)
-        return self._lm
+        """The policy and labeling LM with its tokenizer (loaded once)."""
+        return self.track.lm()
+
+    @property
+    def prm_names(self) -> tuple[str, ...]:
+        """The PRMs this track can train: truth only where the step truth is known."""
+        return tuple(n for n in PRM_LABELS if n != "truth" or self.track.step_truth)
+
+    @property
+    def reference_name(self) -> str:
+        """What label quality and the ablations are measured against."""
+        return "exact step truth" if self.track.step_truth else "MC hard label (value > 0)"
 
     # ------------------------------------------------------------------ stages
     def policy_samples(self, split: str) -> Path:
-        """The policy's sampled solutions of `split` problems, graded exactly (world truth)."""
+        """The policy's sampled solutions of `split` problems: graded exactly on the embedded
+        track, by final answer on the hub."""
         out = self.data_dir / f"policy-{split}.jsonl"
         if _done(out):
             return out
         n = {"train": self.cfg.train_problems, "dev": self.cfg.dev_problems}[split]
-        problems = read_problems(self.world_dir / f"problems-{split}.jsonl")[:n]
+        problems = self.track.problems(split, n)
         model, tok = self.lm()
         cfg = SampleConfig(
             n=self.cfg.samples_per_problem,
             temperature=self.cfg.sample_temperature,
             seed=self.cfg.seed,
-            max_new_tokens=160,
+            max_new_tokens=self.cfg.sample_max_new_tokens,
         )
         write_trajectories(out, sample_solutions(model, tok, problems, cfg))
         return out
@@ -154,19 +167,28 @@ class Experiment:
             mc=self.cfg.mc,
             seed=self.cfg.seed,
         )  # type: ignore[arg-type]
-        label_file(model, tok, str(self.lm_dir), trajs, out, cfg, resume=True)
+        label_file(model, tok, self.track.model_path, trajs, out, cfg, resume=True)
         return out
 
     def training_pairs(self, prm_name: str, split: str) -> list[tuple[Trajectory, list[float]]]:
         """(trajectory, raw per-step scores) of a split for the PRM named `prm_name`."""
+        self._check_prm(prm_name)
         labeler, target = PRM_LABELS[prm_name]
         trajs = read_trajectories(self.policy_samples(split))
         records = [] if labeler == "truth" else read_labels(self.labels(labeler, split))
         scores = scores_for_trajectories(trajs, records, SCORE_FIELD[target])
         return list(zip(trajs, scores, strict=True))
 
+    def _check_prm(self, prm_name: str) -> None:
+        if prm_name not in self.prm_names:
+            raise ValueError(
+                f"unknown PRM {prm_name!r} on this track; known: {self.prm_names}"
+                + ("" if self.track.step_truth else " (no exact step truth on the hub track)")
+            )
+
     def train(self, prm_name: str) -> Path:
         """Train (or reuse) the PRM of `prm_name`; targets fitted on the training split only."""
+        self._check_prm(prm_name)
         out = self.dir / f"prm-{prm_name}"
         if (out / "prm.json").exists():
             return out
@@ -178,7 +200,7 @@ class Experiment:
         train = [(t, transform.transform(s)) for t, s in train_raw]
         dev = [(t, transform.transform(s)) for t, s in dev_raw]
         cfg = replace(self.cfg.prm, target=transform.name, target_params=transform.params())
-        train_prm(self.lm_dir, train, dev, out, cfg, transform=transform)
+        train_prm(self.track.prm_backbone, train, dev, out, cfg, transform=transform)
         return out
 
     def predict(self, prm_name: str, trajs: list[Trajectory]) -> list[list[float]]:
@@ -186,13 +208,13 @@ class Experiment:
 
     # ------------------------------------------------------------------ evaluation
     def processbench(self, prm_name: str) -> dict[str, Any]:
-        """First-error F1 on the world's test benchmark, τ chosen on the dev benchmark."""
+        """First-error F1 on the test benchmark, τ chosen on the dev benchmark."""
         out = self.dir / f"processbench-{prm_name}.json"
         if _done(out):
             return json.loads(out.read_text())
         scored = {}
         for split in ("dev", "test"):
-            bench = load_benchmark(self.world_dir, split)
+            bench = self.track.benchmark(split)
             scored[split] = (
                 {k: self.predict(prm_name, v) for k, v in bench.items()},
                 {k: first_errors(v) for k, v in bench.items()},
@@ -212,13 +234,13 @@ class Experiment:
         out = self.data_dir / "bon-pool.jsonl"
         if _done(out):
             return out
-        problems = read_problems(self.world_dir / "problems-test.jsonl")[: self.cfg.bon_problems]
+        problems = self.track.problems("test", self.cfg.bon_problems)
         model, tok = self.lm()
         cfg = SampleConfig(
             n=self.cfg.bon_pool,
             temperature=self.cfg.sample_temperature,
             seed=self.cfg.seed + 1,
-            max_new_tokens=160,
+            max_new_tokens=self.cfg.sample_max_new_tokens,
             batch_size=64,
         )
         write_trajectories(out, sample_solutions(model, tok, problems, cfg))
@@ -243,14 +265,28 @@ class Experiment:
         curves.to_pickle(out)
         return curves
 
+    def example(self, index: int = 0) -> Trajectory:
+        """The `index`-th training sample of the policy with a wrong final answer, to explore one
+        problem step by step (its exact first error is known on the embedded track only)."""
+        trajs = read_trajectories(self.policy_samples("train"))
+        wrong = [t for t in trajs if not t.metadata["final_correct"]]
+        if not 0 <= index < len(wrong):
+            raise IndexError(
+                f"problem_index {index}: the policy got {len(wrong)} of {len(trajs)} training "
+                f"samples wrong; choose 0..{len(wrong) - 1}"
+            )
+        return wrong[index]
+
     def step_scores(self, split: str = "train") -> pd.DataFrame:
-        """One row per policy step: CPMI and its terms, MC value and the exact truth."""
+        """One row per policy step: CPMI and its terms, MC value, the exact truth where known
+        (else None) and the reference label (`reference_name`)."""
         trajs = read_trajectories(self.policy_samples(split))
         cpmi = {r["id"]: r for r in read_labels(self.labels("cpmi", split))}
         mc = {r["id"]: r for r in read_labels(self.labels("mc", split))}
+        reference = self.reference_labels(trajs, split)
         rows = []
         for t in trajs:
-            for i, ok in enumerate(t.step_labels or []):
+            for i in range(t.n_steps):
                 step = cpmi[t.id]["steps"][i]
                 rows.append(
                     {
@@ -262,19 +298,42 @@ class Experiment:
                             "neg_term"
                         ],  # sign flipped: pushing negatives down is good
                         "mc": mc[t.id]["steps"][i]["value"],
-                        "truth": int(ok),
+                        "truth": int(t.step_labels[i]) if t.step_labels is not None else None,
+                        "reference": reference[t.id][i],
                     }
                 )
         return pd.DataFrame(rows)
 
+    def reference_labels(self, trajs: list[Trajectory], split: str) -> dict[str, list[int]]:
+        """Per-step 0/1 reference labels by trajectory id: the exact truth on the embedded track;
+        on the hub, MC's hard estimate (right when any rollout reaches the gold, as in
+        Math-Shepherd)."""
+        if self.track.step_truth:
+            out = {}
+            for t in trajs:
+                if t.step_labels is None:
+                    raise ValueError(f"trajectory {t.id!r}: field 'step_labels' is missing")
+                out[t.id] = [int(x) for x in t.step_labels]
+            return out
+        mc = {r["id"]: r for r in read_labels(self.labels("mc", split))}
+        return {t.id: [int(s["value"] > 0) for s in mc[t.id]["steps"]] for t in trajs}
+
     def label_quality(self) -> dict[str, Any]:
-        """CPMI vs MC on the same training steps, and each against the exact step truth."""
+        """CPMI vs MC on the same training steps, and each against the reference labels (MC
+        is not scored against itself on the hub track)."""
         df = self.step_scores("train")
-        truth = df["truth"].tolist()
-        out: dict[str, Any] = {"n_steps": len(df), "share_correct": float(np.mean(truth))}
+        truth = df["reference"].tolist()
+        out: dict[str, Any] = {
+            "n_steps": len(df),
+            "reference": self.reference_name,
+            "share_correct": float(np.mean(truth)),
+        }
         out["cpmi_vs_mc"] = rank_correlations(df["cpmi"], df["mc"])
         for name in ("cpmi", "gold_term", "neg_term", "mc"):
             scores = df[name].tolist()
+            if name == "mc" and not self.track.step_truth:
+                out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": "MC is the reference"}
+                continue
             if len(set(truth)) < 2:  # e.g. a policy that never gets a step right
                 out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": "one class only"}
                 continue
@@ -289,16 +348,17 @@ class Experiment:
         sources: tuple[str, ...] = ("trajectory", "perturb"),
         n_trajectories: int = 300,
     ) -> dict[str, Any]:
-        """Step-level AUROC against the exact truth of CPMI with other settings, on the first
-        `n_trajectories` training samples (the same ones for every setting)."""
+        """Step-level AUROC against the reference labels of CPMI with other settings, on the
+        first `n_trajectories` training samples (the same ones for every setting)."""
         model, tok = self.lm()
         trajs = read_trajectories(self.policy_samples("train"))[:n_trajectories]
+        reference = self.reference_labels(trajs, "train")
         scores: list[float] = []
         truth: list[int] = []
         meter = CostMeter()
         with meter:
             for t in trajs:
-                assert t.gold_answer is not None and t.step_labels is not None
+                assert t.gold_answer is not None
                 negs = hard_negatives(
                     t.question,
                     t.steps,
@@ -321,7 +381,7 @@ class Experiment:
                     meter=meter,
                 )
                 scores += [s.cpmi for s in steps]
-                truth += [int(x) for x in t.step_labels]
+                truth += reference[t.id]
         out: dict[str, Any] = {"n_steps": len(scores), "seconds": meter.costs.wall_seconds}
         if len(set(truth)) < 2:
             return {**out, "auroc": None, "ci": None}
@@ -330,7 +390,7 @@ class Experiment:
 
     def summary(self, mcnemar_method: str = "prm:min") -> dict[str, Any]:
         """Everything the README reports, with CIs and paired tests."""
-        curves = {name: self.best_of_n(name) for name in PRM_LABELS}
+        curves = {name: self.best_of_n(name) for name in self.prm_names}
         bon = {}
         for name, df in curves.items():
             bon[name] = [
@@ -343,7 +403,7 @@ class Experiment:
                 for r in df.itertuples(index=False)
             ]
         tests = {}
-        for a, b in (("cpmi", "mc"), ("cpmi", "truth"), ("mc", "truth")):
+        for a, b in itertools.combinations(self.prm_names, 2):
             tests[f"{a}_vs_{b}"] = {
                 n: compare(curves[a], mcnemar_method, curves[b], mcnemar_method, n).to_dict()
                 for n in self.cfg.bon_ns
@@ -355,7 +415,8 @@ class Experiment:
         return {
             "config_key": self.cfg.key(),
             "config": self.cfg.to_dict(),
-            "processbench": {name: self.processbench(name) for name in PRM_LABELS},
+            "track": self.track.describe(),
+            "processbench": {name: self.processbench(name) for name in self.prm_names},
             "best_of_n": bon,
             "mcnemar_method": mcnemar_method,
             "mcnemar": tests,
@@ -414,11 +475,11 @@ def summary_markdown(summary: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> 
     lines += [
         "",
         f"Label quality on the {q['n_steps']:,} training steps "
-        f"({q['share_correct']:.1%} right): Spearman ρ(CPMI, MC) = "
+        f"({q['share_correct']:.1%} right by the {q['reference']}): Spearman ρ(CPMI, MC) = "
         f"{q['cpmi_vs_mc']['spearman_rho']:.3f}, Kendall τ = "
         f"{q['cpmi_vs_mc']['kendall_tau']:.3f}.",
         "",
-        "| step-level AUROC vs exact truth | AUROC (95% CI) |",
+        f"| step-level AUROC vs {q['reference']} | AUROC (95% CI) |",
         "| --- | --- |",
     ]
     for key, label in [
@@ -428,11 +489,8 @@ def summary_markdown(summary: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> 
         ("auroc_mc", "MC value"),
     ]:
         a = q[key]
-        lines.append(
-            f"| {label} | "
-            + (ci(a["auroc"], *a["ci"]) if a["auroc"] is not None else "undefined (one class)")
-            + " |"
-        )
+        value = ci(a["auroc"], *a["ci"]) if a["auroc"] is not None else a.get("why", "undefined")
+        lines.append(f"| {label} | {value} |")
     return "\n".join(lines) + "\n"
 
 
@@ -441,7 +499,7 @@ def run_experiment(cfg: ExperimentConfig | None = None, out: Path | None = None)
     Markdown tables beside it."""
     torch.set_num_threads(2)
     exp = Experiment(cfg or ExperimentConfig())
-    for name in PRM_LABELS:
+    for name in exp.prm_names:
         exp.train(name)
     summary = exp.summary()
     out = out or Path(__file__).resolve().parents[1] / "results" / "prm_experiment.json"

@@ -59,8 +59,10 @@ def write_results_readme(
     quality = pd.read_csv(tables / "label_quality.csv").set_index("score")
     for score in ("CPMI", "MC value"):
         r = quality.loc[score]
+        if pd.isna(r["AUROC"]):  # MC on the hub track: MC is the reference
+            continue
         lines.append(
-            f"| step AUROC of {score} vs exact truth | — | "
+            f"| step AUROC of {score} vs {r['against']} | — | "
             f"{_fmt_ci(r['AUROC'], r['CI low'], r['CI high'])} | "
             f"{_link(figures, rel, 'label_quality_roc')} |"
         )

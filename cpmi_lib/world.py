@@ -311,9 +311,15 @@ def generate_problem(rng: random.Random, cfg: WorldConfig, pid: str = "") -> Pro
         )
 
 
+def stable_fraction(text: str, salt: str = "") -> float:
+    """A number in [0, 1) fixed by `text` (SHA-256): splits that never move or overlap. A `salt`
+    gives a split independent of the others made from the same texts."""
+    return int.from_bytes(hashlib.sha256((salt + text).encode()).digest()[:8], "big") / 2**64
+
+
 def split_of(question: str) -> str:
     """The split a question belongs to, from a stable hash of its text."""
-    u = int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big") / 2**64
+    u = stable_fraction(question)
     acc = 0.0
     for split, frac in SPLIT_FRACTIONS.items():
         acc += frac

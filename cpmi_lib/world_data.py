@@ -5,6 +5,8 @@ Layout of a world directory (every file readable by `datasets.load_dataset("json
 solutions as trajectories), ``benchmark-{split}.jsonl`` (ProcessBench-style items with exact
 `first_error`, subsets in `metadata.subset`), ``processbench/{split}-{subset}.jsonl`` (the same
 items in the `Qwen/ProcessBench` schema) and ``world.json`` (the config, sizes and seed behind it).
+`export_hub_schemas` adds ``hub/``: the world as local copies of the hub data sets the paper track
+reads (GSM8K and ProcessBench), so that track's code runs offline.
 """
 
 from __future__ import annotations
@@ -90,4 +92,52 @@ def load_benchmark(world_dir: str | os.PathLike[str], split: str) -> dict[str, l
     out: dict[str, list[Trajectory]] = {}
     for t in read_trajectories(Path(world_dir) / f"benchmark-{split}.jsonl"):
         out.setdefault(t.metadata["subset"], []).append(t)
+    return out
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _hub_readme(splits: list[str]) -> str:
+    """A dataset card whose YAML maps split names to files, as the hub snapshots' cards do."""
+    files = "".join(f"  - split: {s}\n    path: {s}.jsonl\n" for s in splits)
+    return f"---\nconfigs:\n- config_name: default\n  data_files:\n{files}---\n"
+
+
+def export_hub_schemas(world_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the world as local copies of the paper track's hub data sets, once.
+
+    ``hub/gsm8k/{train,test}.jsonl`` hold the gold solutions in the `openai/gsm8k` schema
+    (``question``, ``answer`` = steps, one a line, then ``#### <answer>``); train holds the world's
+    train and dev problems. ``hub/processbench/`` holds every benchmark item, one file a subset, in
+    the `Qwen/ProcessBench` schema with a card naming the subsets as splits.
+    """
+    world = Path(world_dir)
+    out = {"gsm8k": world / "hub" / "gsm8k", "processbench": world / "hub" / "processbench"}
+    marker = world / "hub" / "done"
+    if marker.exists():
+        return out
+    sizes = json.loads((world / "world.json").read_text())["spec"]["sizes"]
+    for name, splits in (("train", ("train", "dev")), ("test", ("test",))):
+        gold = [
+            t for s in splits if s in sizes for t in read_trajectories(world / f"gold-{s}.jsonl")
+        ]
+        rows = [
+            {"question": t.question, "answer": "\n".join(t.steps) + f"\n#### {t.gold_answer}"}
+            for t in gold
+        ]
+        _write_jsonl(out["gsm8k"] / f"{name}.jsonl", rows)
+    by_subset: dict[str, list[Trajectory]] = {}
+    for split in ("dev", "test"):
+        if (world / f"benchmark-{split}.jsonl").exists():
+            for subset, items in load_benchmark(world, split).items():
+                by_subset.setdefault(subset, []).extend(items)
+    for subset, items in by_subset.items():
+        _write_jsonl(out["processbench"] / f"{subset}.jsonl", to_processbench_rows(items))
+    (out["processbench"] / "README.md").write_text(_hub_readme(sorted(by_subset)))
+    marker.write_text("")
     return out

@@ -12,7 +12,8 @@
 
 # %% [markdown]
 # # Ablations of CPMI
-# Step-level AUROC against the exact truth, on the same policy training steps, as one setting
+# Step-level AUROC against the reference labels (the exact truth on the embedded track, MC's hard
+# labels on the hub track), on the same policy training steps, as one setting
 # changes at a time from the base (marginal, mean, K = 4 templates, M = 4 trajectory and
 # perturbation negatives): the number of negatives M, the number of templates K, the variant,
 # mean vs sum, and where negatives come from.

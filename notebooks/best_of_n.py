@@ -21,16 +21,18 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
+import itertools
+
 import pandas as pd
 
 from cpmi_lib.best_of_n import compare
 from cpmi_lib.plots import best_of_n_curves, save_figure
 from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import PRM_LABELS, Experiment
+from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
 
 exp = Experiment(experiment_config(preset))
-curves = {name: exp.best_of_n(name) for name in PRM_LABELS}
+curves = {name: exp.best_of_n(name) for name in exp.prm_names}
 
 # %%
 for name, df in curves.items():
@@ -42,7 +44,7 @@ save_table(table, "best_of_n", results_dir)
 
 # %%
 rows = []
-for a, b in (("cpmi", "mc"), ("cpmi", "truth"), ("mc", "truth")):
+for a, b in itertools.combinations(exp.prm_names, 2):
     for n in exp.cfg.bon_ns:
         t = compare(curves[a], "prm:min", curves[b], "prm:min", n)
         rows.append(

@@ -12,8 +12,10 @@
 
 # %% [markdown]
 # # Build the data
-# The arithmetic world (problem splits and the ProcessBench-style benchmark), the default LM, and
-# the policy's sampled solutions that the labelers label and the PRMs learn from.
+# The track's models and data: on the embedded track the arithmetic world (problem splits and the
+# ProcessBench-style benchmark) and the default LM; on the hub track GSM8K problems, ProcessBench
+# and a hub LM. Then the policy's sampled solutions that the labelers label and the PRMs learn
+# from. "every step right" is known exactly on the embedded track only.
 
 # %% tags=["parameters"]
 preset = "default"
@@ -27,10 +29,9 @@ from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
 from cpmi_lib.trajectory import read_trajectories
-from cpmi_lib.world_data import load_benchmark
 
 exp = Experiment(experiment_config(preset))
-print("world:", exp.world_dir, "\nLM:", exp.lm_dir)
+exp.track.describe()
 
 # %%
 rows = []
@@ -47,11 +48,15 @@ for name, path in [
             "problems": len({t.metadata["problem_id"] for t in trajs}),
             "mean steps": sum(t.n_steps for t in trajs) / len(trajs),
             "final answer right": sum(t.metadata["final_correct"] for t in trajs) / len(trajs),
-            "every step right": sum(t.first_error == -1 for t in trajs) / len(trajs),
+            "every step right": (
+                sum(t.first_error == -1 for t in trajs) / len(trajs)
+                if exp.track.step_truth
+                else None
+            ),
         }
     )
 for split in ("dev", "test"):
-    for subset, items in load_benchmark(exp.world_dir, split).items():
+    for subset, items in exp.track.benchmark(split).items():
         rows.append(
             {
                 "set": f"benchmark {split}/{subset}",

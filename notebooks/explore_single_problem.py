@@ -12,9 +12,10 @@
 
 # %% [markdown]
 # # CPMI on one problem, step by step
-# Give a test problem of the world by index, or any question, steps and gold answer. The table
-# shows each step's gold term, negative term and CPMI; the plot shows LP(gold) and LP(negatives)
-# along the steps, with the true first error marked when it is known.
+# Give a problem by index (the index-th policy training sample with a wrong final answer), or any
+# question, steps and gold answer. The table shows each step's gold term, negative term and CPMI;
+# the plot shows LP(gold) and LP(negatives) along the steps, with the true first error marked when
+# it is known (exactly, on the embedded track).
 
 # %% tags=["parameters"]
 preset = "default"
@@ -29,26 +30,18 @@ n_negatives = 4
 
 # %%
 from cpmi_lib.cpmi import CPMIConfig, context_logprobs, cpmi_step_scores
-from cpmi_lib.lm import load_lm
 from cpmi_lib.negatives import hard_negatives
 from cpmi_lib.plots import lp_along_steps, save_figure
 from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
 from cpmi_lib.text_format import PROMPT_TEMPLATES
-from cpmi_lib.world_data import load_benchmark
 
 exp = Experiment(experiment_config(preset))
-model, tokenizer = load_lm(exp.lm_dir)
+model, tokenizer = exp.lm()
 first_error = None
 if question is None:
-    erroneous = [
-        t
-        for items in load_benchmark(exp.world_dir, "test").values()
-        for t in items
-        if t.first_error not in (-1, None)
-    ]
-    t = erroneous[problem_index]
+    t = exp.example(problem_index)
     question, steps, gold, first_error = t.question, t.steps, t.gold_answer, t.first_error
 print(question)
 

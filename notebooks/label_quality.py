@@ -11,10 +11,12 @@
 # ---
 
 # %% [markdown]
-# # Label quality: CPMI vs MC, and each against the exact step truth
+# # Label quality: CPMI vs MC, and each against the reference labels
 # On the policy's training steps: how CPMI and MC agree (rank correlations, scatter) and how well
 # each separates right from wrong steps (ROC, AUROC with bootstrap CIs), with CPMI's gold-only
-# and negative-only terms separately.
+# and negative-only terms separately. The reference is the exact step truth on the embedded track;
+# on the hub track, where no step truth exists, it is MC's hard label (value > 0), and MC itself is
+# not scored.
 
 # %% tags=["parameters"]
 preset = "default"
@@ -34,6 +36,7 @@ from cpmi_lib.tables import save_table
 exp = Experiment(experiment_config(preset))
 steps = exp.step_scores("train")
 quality = exp.label_quality()
+reference = quality["reference"]
 
 # %%
 names = {
@@ -49,6 +52,7 @@ table = pd.DataFrame(
             "AUROC": quality[f"auroc_{key}"]["auroc"],
             "CI low": (quality[f"auroc_{key}"]["ci"] or [None, None])[0],
             "CI high": (quality[f"auroc_{key}"]["ci"] or [None, None])[1],
+            "against": reference,
         }
         for key, label in names.items()
     ]
@@ -70,23 +74,24 @@ save_table(table, "label_quality", results_dir)
 table
 
 # %%
-if steps["truth"].nunique() == 2:
+scored = [k for k in ("cpmi", "mc") if quality[f"auroc_{k}"]["auroc"] is not None]
+if steps["reference"].nunique() == 2:
     curves = {}
-    for key in ("cpmi", "mc"):
-        fpr, tpr = roc_curve_points(steps[key], steps["truth"])
+    for key in scored:
+        fpr, tpr = roc_curve_points(steps[key], steps["reference"])
         curves[key] = (fpr, tpr, quality[f"auroc_{key}"]["auroc"])
     save_figure(roc_curves(curves), "label_quality_roc", figures_dir)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
-for ok, group in steps.groupby("truth"):
+for ok, group in steps.groupby("reference"):
     ax.scatter(
         group["cpmi"],
         group["mc"] + (ok - 0.5) * 0.02,
         s=6,
         alpha=0.4,
         color=LABELER_COLORS["truth"] if ok else "#e7298a",
-        label="right step" if ok else "wrong step",
+        label=f"right step ({reference})" if ok else f"wrong step ({reference})",
     )
 ax.set_xlabel("CPMI score (nats/token)")
 ax.set_ylabel("MC value (share of rollouts reaching the gold)")

@@ -26,11 +26,11 @@ import pandas as pd
 
 from cpmi_lib.plots import f1_bars, save_figure
 from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import PRM_LABELS, Experiment
+from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
 
 exp = Experiment(experiment_config(preset))
-results = {name: exp.processbench(name) for name in PRM_LABELS}
+results = {name: exp.processbench(name) for name in exp.prm_names}
 
 # %%
 rows = []

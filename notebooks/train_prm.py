@@ -12,8 +12,9 @@
 
 # %% [markdown]
 # # PRMs from CPMI, MC and exact labels
-# Three PRMs on the same backbone (the default LM) and the same policy trajectories; only the
-# labels differ. Targets: CPMI `zsig`, MC soft values, exact truth. Dev-loss early stopping.
+# One PRM per label source on the same backbone and the same policy trajectories; only the labels
+# differ. Targets: CPMI `zsig`, MC soft values, and (embedded track only) the exact truth.
+# Dev-loss early stopping.
 
 # %% tags=["parameters"]
 preset = "default"
@@ -27,11 +28,11 @@ import pandas as pd
 
 from cpmi_lib.plots import learning_curves, save_figure
 from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import PRM_LABELS, Experiment
+from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
 
 exp = Experiment(experiment_config(preset))
-records = {name: json.loads((exp.train(name) / "prm.json").read_text()) for name in PRM_LABELS}
+records = {name: json.loads((exp.train(name) / "prm.json").read_text()) for name in exp.prm_names}
 
 # %%
 curves = {name: pd.DataFrame(rec["learning_curve"]) for name, rec in records.items()}

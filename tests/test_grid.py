@@ -1,12 +1,18 @@
-"""The notebook grid: parameters agree with the presets, the smoke grid writes every table and
-figure, and a failing notebook stops the grid naming the notebook and the cell."""
+"""The notebook grid: parameters agree with the presets (paper included), the smoke grids (embedded
+and paper-smoke) write every table and figure, and a failing notebook stops the grid naming the
+notebook and the cell."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pandas as pd
 import pytest
 
 from cpmi_lib import grid
-from cpmi_lib.presets import COMMON_PARAMETERS, PRESETS, experiment_config
+from cpmi_lib.lm import _looks_like_hub_id
+from cpmi_lib.presets import COMMON_PARAMETERS, PRESET_NAMES, PRESETS, experiment_config
+from cpmi_lib.tracks import EMBEDDED
 
 EXPECTED_TABLES = {
     "data",
@@ -42,24 +48,72 @@ def test_every_notebook_declares_the_parameters_its_preset_passes(preset):
 
 
 def test_presets_build_valid_experiments():
-    smoke, default = experiment_config("smoke"), experiment_config("default")
-    assert smoke.key() != default.key()
+    configs = {name: experiment_config(name) for name in PRESET_NAMES}
+    assert set(PRESET_NAMES) == set(PRESETS) == set(grid.DEFAULT_ROOTS)
+    assert len({c.key() for c in configs.values()}) == len(configs)
+    smoke, default = configs["smoke"], configs["default"]
     assert smoke.train_problems < default.train_problems
+    assert smoke.hub is None and default.hub is None
     with pytest.raises(ValueError, match="unknown preset"):
         experiment_config("huge")
+
+
+def test_paper_preset_is_the_hub_track_at_scale():
+    paper = experiment_config("paper")
+    hub = paper.hub
+    assert hub is not None and hub.device == "cuda" and hub.dtype == "bfloat16"
+    for source in (hub.model, hub.prm_backbone, hub.problems, hub.processbench):
+        assert _looks_like_hub_id(source) and source != EMBEDDED
+    assert hub.problems == "openai/gsm8k" and hub.problems_config == "main"
+    assert hub.processbench == "Qwen/ProcessBench"
+    assert set(hub.processbench_subsets) == {"gsm8k", "math", "olympiadbench", "omnimath"}
+    assert paper.train_problems > experiment_config("default").train_problems
+    assert paper.prm.bf16 and paper.sample_max_new_tokens >= 512
+    assert paper.mc.max_new_tokens >= 512 and max(paper.bon_ns) <= paper.bon_pool
+    assert grid.DEFAULT_ROOTS["paper"] != grid.DEFAULT_ROOTS["default"]  # never overwrites
+
+
+def test_paper_smoke_is_the_smoke_experiment_on_the_hub_code_path():
+    smoke, paper_smoke = experiment_config("smoke"), experiment_config("paper-smoke")
+    hub = paper_smoke.hub
+    assert hub is not None and hub.device == "cpu"
+    assert {hub.model, hub.prm_backbone, hub.problems, hub.processbench} == {EMBEDDED}
+    assert replace(paper_smoke, hub=None) == smoke
+
+
+def _grid_outputs(root):
+    tables = {p.stem for p in (root / "results" / "tables").glob("*.csv")}
+    figures = {p.stem for p in (root / "figures").glob("*.png")}
+    assert all((root / "results" / "tables" / f"{t}.md").exists() for t in tables)
+    return tables, figures
 
 
 def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("CPMI_CACHE", str(tmp_path / "cache"))
     executed = grid.run_grid("smoke", tmp_path)
     assert [p.stem for p in executed] == list(grid.NOTEBOOKS)
-    tables = {p.stem for p in (tmp_path / "results" / "tables").glob("*.csv")}
-    figures = {p.stem for p in (tmp_path / "figures").glob("*.png")}
+    tables, figures = _grid_outputs(tmp_path)
     assert EXPECTED_TABLES <= tables
     assert EXPECTED_FIGURES <= figures
-    assert all((tmp_path / "results" / "tables" / f"{t}.md").exists() for t in EXPECTED_TABLES)
     readme = (tmp_path / "results" / "README.md").read_text()
     assert "labeling time" in readme and "-84%" in readme
+
+    # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas
+    paper = tmp_path / "paper-smoke"
+    executed = grid.run_grid("paper-smoke", paper)
+    assert [p.stem for p in executed] == list(grid.NOTEBOOKS)
+    tables, figures = _grid_outputs(paper)
+    assert EXPECTED_TABLES <= tables
+    assert EXPECTED_FIGURES - {"best_of_n_truth"} <= figures and "best_of_n_truth" not in figures
+    processbench = pd.read_csv(paper / "results" / "tables" / "processbench.csv")
+    assert set(processbench["PRM"]) == {"cpmi", "mc"}
+    assert set(processbench["subset"]) >= {"short", "medium", "long", "mean (headline)"}
+    quality = pd.read_csv(paper / "results" / "tables" / "label_quality.csv")
+    assert set(quality["against"].dropna()) == {"MC hard label (value > 0)"}
+    data = pd.read_csv(paper / "results" / "tables" / "data.csv")
+    assert data.loc[data["set"] == "policy train", "every step right"].isna().all()
+    readme = (paper / "results" / "README.md").read_text()
+    assert "vs MC hard label" in readme and "exact truth" not in readme
 
 
 def test_a_failing_notebook_names_itself_and_its_cell(tmp_path, monkeypatch):

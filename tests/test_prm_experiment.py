@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,8 @@ from cpmi_lib.cpmi import CPMIConfig
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import PRM_LABELS, Experiment, ExperimentConfig, run_experiment
+from cpmi_lib.tracks import EMBEDDED, HubSpec
+from cpmi_lib.trajectory import read_trajectories
 from cpmi_lib.world_data import WorldSpec
 
 
@@ -79,3 +82,51 @@ def test_stages_are_cached(tiny_experiment, monkeypatch):
     assert Experiment(cfg).train("cpmi") == prm_dir
     assert (prm_dir / "prm.json").stat().st_mtime_ns == stamp
     assert Experiment(cfg).labels("mc", "train").stat().st_size == size
+
+
+def test_example_is_a_wrong_training_sample_with_its_first_error(tiny_experiment, monkeypatch):
+    cfg, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    exp = Experiment(cfg)
+    t = exp.example(0)
+    assert not t.metadata["final_correct"] and t.first_error not in (None, -1)
+    with pytest.raises(IndexError, match="problem_index 10000: the policy got"):
+        exp.example(10_000)
+
+
+def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, tmp_path):
+    """The paper track's code path on the tiny world and LM written out in the hub schemas: only
+    the CPMI and MC PRMs, label quality against MC's hard labels, one McNemar pair."""
+    base, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    cfg = replace(
+        base,
+        hub=HubSpec(
+            model=EMBEDDED,
+            prm_backbone=EMBEDDED,
+            device="cpu",
+            dtype=None,
+            problems=EMBEDDED,
+            problems_config=None,
+            dev_fraction=0.3,
+            processbench=EMBEDDED,
+            processbench_subsets=("short", "long"),
+        ),
+    )
+    assert cfg.data_key() != base.data_key()
+    exp = Experiment(cfg)
+    assert exp.prm_names == ("cpmi", "mc") and not exp.track.step_truth
+    with pytest.raises(ValueError, match="no exact step truth on the hub track"):
+        exp.train("truth")
+    trajs = read_trajectories(exp.policy_samples("train"))
+    assert trajs and all(t.step_labels is None and t.id.startswith("gsm8k-train-") for t in trajs)
+    summary = run_experiment(cfg, out=tmp_path / "summary.json")
+    assert set(summary["processbench"]) == {"cpmi", "mc"}
+    assert set(summary["mcnemar"]) == {"cpmi_vs_mc"}
+    quality = summary["label_quality"]
+    assert quality["reference"] == "MC hard label (value > 0)"
+    assert quality["auroc_mc"]["why"] == "MC is the reference"
+    steps = exp.step_scores("train")
+    assert steps["truth"].isna().all()
+    assert (steps["reference"] == (steps["mc"] > 0).astype(int)).all()
+    assert "MC is the reference" in (tmp_path / "summary.md").read_text()

@@ -1,0 +1,261 @@
+"""Where an experiment's models and data come from: the embedded world, or the hub (paper scale).
+
+The *embedded* track is the generated arithmetic world and the default LM trained on it: every
+step's correctness is known exactly. The *hub* track reads a policy/labeling LM, a PRM backbone,
+problems in the GSM8K schema and ProcessBench from Hugging Face ids (or local copies in the same
+schemas); there only final answers can be checked. Both give the experiment the same things (the
+LM, problems per split, and a ProcessBench-style benchmark with a dev and a test part), so every
+stage and notebook runs on either.
+
+A hub source named ``"embedded"`` is the embedded world or LM written out in the hub schemas: the
+``paper-smoke`` preset uses it to run the paper track's code offline, on CPU, in minutes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm
+from cpmi_lib.lm import load_lm
+from cpmi_lib.loaders import load_gsm8k_problems, load_processbench
+from cpmi_lib.trajectory import Trajectory
+from cpmi_lib.world import Problem, stable_fraction
+from cpmi_lib.world_data import (
+    WorldSpec,
+    build_world_files,
+    export_hub_schemas,
+    load_benchmark,
+    read_problems,
+)
+
+#: A hub source that stands for the embedded world (data) or default LM (models).
+EMBEDDED = "embedded"
+#: Salts of the stable hashes that split hub data, independent of any other split of the same texts.
+DEV_SALT, PROCESSBENCH_DEV_SALT = "hub-dev:", "processbench-dev:"
+#: The policy splits an experiment asks for, and the benchmark splits.
+POLICY_SPLITS = ("train", "dev", "test")
+BENCHMARK_SPLITS = ("dev", "test")
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """The hub track: model and data set ids (or local paths in the same schemas, or
+    ``"embedded"``).
+
+    Policy problems for the PRM's training and dev data both come from `train_split` of
+    `problems`, told apart by a stable hash of the question (`dev_fraction` of them are dev);
+    Best-of-N uses `test_split`. ProcessBench has no dev split, so a stable hash of each item's id
+    puts `processbench_dev_fraction` of every subset aside for choosing τ; F1 is reported on the
+    rest.
+    """
+
+    model: str = "Qwen/Qwen2.5-Math-1.5B-Instruct"  # the policy and the labeling LM
+    prm_backbone: str = "Qwen/Qwen2.5-Math-1.5B-Instruct"
+    device: str = "cuda"
+    dtype: str | None = "bfloat16"
+    problems: str = "openai/gsm8k"
+    problems_config: str | None = "main"
+    train_split: str = "train"
+    test_split: str = "test"
+    dev_fraction: float = 0.1
+    processbench: str = "Qwen/ProcessBench"
+    processbench_subsets: tuple[str, ...] = ("gsm8k", "math", "olympiadbench", "omnimath")
+    processbench_dev_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("dev_fraction", "processbench_dev_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"HubSpec.{name} must be in (0, 1), got {value}")
+        if not self.processbench_subsets:
+            raise ValueError("HubSpec.processbench_subsets is empty")
+        for name in ("model", "prm_backbone", "problems", "processbench"):
+            if not getattr(self, name):
+                raise ValueError(f"HubSpec.{name} is empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def _check_split(split: str, known: tuple[str, ...]) -> None:
+    if split not in known:
+        raise ValueError(f"unknown split {split!r}; known: {known}")
+
+
+class Track(ABC):
+    """What an experiment needs from its models and data, whatever the track."""
+
+    #: Whether every policy step is graded exactly (`Trajectory.step_labels`).
+    step_truth: bool
+
+    def __init__(self, world: WorldSpec, lm: LMTrainConfig, cache: Path):
+        self.world_spec, self.lm_config, self.cache = world, lm, cache
+        self._lm: tuple[Any, Any] | None = None
+
+    @functools.cached_property
+    def world_dir(self) -> Path:
+        """The embedded world's files (built on first use; cached by its spec)."""
+        spec = self.world_spec
+        return build_world_files(spec, self.cache / "worlds" / f"world-{spec.key()}")
+
+    def default_lm_dir(self) -> Path:
+        """The embedded default LM (trained on first use; cached by its config)."""
+        return ensure_default_lm(self.lm_config, cache=self.cache)
+
+    @property
+    @abstractmethod
+    def model_path(self) -> str:
+        """The policy and labeling LM: a local directory or a hub id."""
+
+    @property
+    @abstractmethod
+    def prm_backbone(self) -> str:
+        """What the PRMs are fine-tuned from: a local directory or a hub id."""
+
+    def lm(self) -> tuple[Any, Any]:
+        """The policy/labeling LM and its tokenizer, loaded once."""
+        if self._lm is None:
+            self._lm = self._load_lm()
+        return self._lm
+
+    def _load_lm(self) -> tuple[Any, Any]:
+        return load_lm(self.model_path)
+
+    @abstractmethod
+    def problems(self, split: str, n: int) -> list[Problem | Trajectory]:
+        """The first `n` problems of a policy split (train, dev or test)."""
+
+    @abstractmethod
+    def benchmark(self, split: str) -> dict[str, list[Trajectory]]:
+        """ProcessBench-style items of a benchmark split (dev or test), by subset."""
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "track": type(self).__name__,
+            "LM": self.model_path,
+            "PRM backbone": self.prm_backbone,
+        }
+
+
+class EmbeddedTrack(Track):
+    """The arithmetic world and the default LM: policy steps are graded exactly."""
+
+    step_truth = True
+
+    @property
+    def model_path(self) -> str:
+        return str(self.default_lm_dir())
+
+    @property
+    def prm_backbone(self) -> str:
+        return self.model_path
+
+    def problems(self, split: str, n: int) -> list[Problem | Trajectory]:
+        _check_split(split, POLICY_SPLITS)
+        return list(read_problems(self.world_dir / f"problems-{split}.jsonl")[:n])
+
+    def benchmark(self, split: str) -> dict[str, list[Trajectory]]:
+        _check_split(split, BENCHMARK_SPLITS)
+        return load_benchmark(self.world_dir, split)
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "world": str(self.world_dir)}
+
+
+class HubTrack(Track):
+    """Hugging Face models and data sets: only final answers are checked (math-verify)."""
+
+    step_truth = False
+
+    def __init__(self, spec: HubSpec, world: WorldSpec, lm: LMTrainConfig, cache: Path):
+        super().__init__(world, lm, cache)
+        self.spec = spec
+
+    def _model(self, name: str) -> str:
+        return str(self.default_lm_dir()) if name == EMBEDDED else name
+
+    @property
+    def model_path(self) -> str:
+        return self._model(self.spec.model)
+
+    @property
+    def prm_backbone(self) -> str:
+        return self._model(self.spec.prm_backbone)
+
+    def _load_lm(self) -> tuple[Any, Any]:
+        return load_lm(self.model_path, device=self.spec.device, dtype=self.spec.dtype)
+
+    @functools.cached_property
+    def _exported(self) -> dict[str, Path]:
+        return export_hub_schemas(self.world_dir)
+
+    def _problem_source(self) -> tuple[str, str | None]:
+        if self.spec.problems == EMBEDDED:
+            return str(self._exported["gsm8k"]), None
+        return self.spec.problems, self.spec.problems_config
+
+    def _processbench_source(self) -> str:
+        if self.spec.processbench == EMBEDDED:
+            return str(self._exported["processbench"])
+        return self.spec.processbench
+
+    def problems(self, split: str, n: int) -> list[Problem | Trajectory]:
+        _check_split(split, POLICY_SPLITS)
+        source, config = self._problem_source()
+        if split == "test":
+            rows = load_gsm8k_problems(source, split=self.spec.test_split, config=config, limit=n)
+        else:
+            rows = [
+                t
+                for t in load_gsm8k_problems(source, split=self.spec.train_split, config=config)
+                if (stable_fraction(t.question, DEV_SALT) < self.spec.dev_fraction)
+                == (split == "dev")
+            ][:n]
+        if not rows:
+            raise ValueError(f"no {split} problems in {source} (split {self.spec.train_split!r})")
+        return list(rows)
+
+    def benchmark(self, split: str) -> dict[str, list[Trajectory]]:
+        _check_split(split, BENCHMARK_SPLITS)
+        source = self._processbench_source()
+        out = {}
+        for subset in self.spec.processbench_subsets:
+            try:
+                rows = load_processbench(source, split=subset)
+            except ValueError as exc:  # e.g. datasets' "Unknown split"
+                raise ValueError(f"ProcessBench {source}: subset {subset!r}: {exc}") from exc
+            items = [
+                t
+                for t in rows
+                if (
+                    stable_fraction(t.id, PROCESSBENCH_DEV_SALT)
+                    < self.spec.processbench_dev_fraction
+                )
+                == (split == "dev")
+            ]
+            if not items:
+                raise ValueError(f"ProcessBench {source} [{subset}] has no {split} items")
+            out[subset] = items
+        return out
+
+    def describe(self) -> dict[str, str]:
+        return {
+            **super().describe(),
+            "problems": self._problem_source()[0],
+            "ProcessBench": self._processbench_source(),
+        }
+
+
+def make_track(
+    hub: HubSpec | None, world: WorldSpec, lm: LMTrainConfig, cache: str | os.PathLike[str]
+) -> Track:
+    """The hub track when `hub` is given, else the embedded one."""
+    if hub is None:
+        return EmbeddedTrack(world, lm, Path(cache))
+    return HubTrack(hub, world, lm, Path(cache))
