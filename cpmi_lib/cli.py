@@ -257,10 +257,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_prm_experiment(args: argparse.Namespace) -> None:
-    from cpmi_lib.prm_experiment import ExperimentConfig, run_experiment
+    from cpmi_lib.presets import RESULT_ROOTS, experiment_config
+    from cpmi_lib.prm_experiment import run_experiment
 
-    cfg = ExperimentConfig(train_problems=args.train_problems, bon_problems=args.bon_problems)
-    summary = run_experiment(cfg)
+    cfg = experiment_config(args.preset)
+    sizes = {"train_problems": args.train_problems, "bon_problems": args.bon_problems}
+    cfg = replace(cfg, **{k: v for k, v in sizes.items() if v is not None})
+    out = RESULT_ROOTS[args.preset] / "results" / "prm_experiment.json"
+    summary = run_experiment(cfg, out=out)
     for name, r in summary["processbench"].items():
         t = r["test"]
         lo, hi = t["headline_ci"]
@@ -268,11 +272,12 @@ def _cmd_prm_experiment(args: argparse.Namespace) -> None:
             f"PRM from {name} labels: ProcessBench-style F1 {t['headline_f1']:.3f} "
             f"(95% CI {lo:.3f}-{hi:.3f}; tau {r['threshold_from_dev']:.2f} chosen on dev)"
         )
-    print("results in results/prm_experiment.json")
+    print(f"results in {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from cpmi_lib.default_lm import DEFAULT_CACHE
+    from cpmi_lib.presets import PRESET_NAMES
 
     parser = argparse.ArgumentParser(prog="python -m cpmi_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -364,10 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
-        "prm-experiment", help="three PRMs (CPMI, MC, truth labels): ProcessBench F1, Best-of-N"
+        "prm-experiment",
+        help="PRMs from CPMI, MC (and exact) labels: ProcessBench F1, Best-of-N, label quality",
     )
-    p.add_argument("--train-problems", type=int, default=600)
-    p.add_argument("--bon-problems", type=int, default=200)
+    p.add_argument("--preset", choices=PRESET_NAMES, default="default")
+    p.add_argument("--train-problems", type=int, default=None, help="default: the preset's")
+    p.add_argument("--bon-problems", type=int, default=None, help="default: the preset's")
     p.set_defaults(func=_cmd_prm_experiment)
 
     p = sub.add_parser("merge", help="join shard label files into one, in input order")

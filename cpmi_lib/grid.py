@@ -23,20 +23,11 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from cpmi_lib.presets import PRESET_NAMES, PRESETS
+from cpmi_lib.presets import PRESET_NAMES, PRESETS, REPO, RESULT_ROOTS
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 #: Dependency order: data first, then what reads it.
 NOTEBOOKS = tuple(PRESETS["default"])
-#: Where each preset's results/ and figures/ go unless --root says otherwise: the default run's
-#: are the committed ones; the smoke runs are scratch; a paper run gets a folder of its own.
-DEFAULT_ROOTS = {
-    "default": REPO,
-    "smoke": REPO / ".cache" / "smoke",
-    "paper-smoke": REPO / ".cache" / "paper-smoke",
-    "paper": REPO / "paper",
-}
 
 
 class GridError(RuntimeError):
@@ -118,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--only", nargs="+", default=None, help=f"some of {', '.join(NOTEBOOKS)}")
     args = parser.parse_args(argv)
-    root = Path(args.root) if args.root else DEFAULT_ROOTS[args.preset]
+    root = Path(args.root) if args.root else RESULT_ROOTS[args.preset]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         run_grid(args.preset, root, args.only)

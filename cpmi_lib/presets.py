@@ -14,6 +14,7 @@ own.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from cpmi_lib.cpmi import CPMIConfig
@@ -27,6 +28,15 @@ from cpmi_lib.world import WorldConfig
 from cpmi_lib.world_data import WorldSpec
 
 PRESET_NAMES = ("smoke", "default", "paper-smoke", "paper")
+REPO = Path(__file__).resolve().parents[1]
+#: Where each preset's results/ and figures/ go by default: the default run's are the committed
+#: ones, the smoke runs are scratch, and a paper run gets a folder of its own.
+RESULT_ROOTS: dict[str, Path] = {
+    "default": REPO,
+    "smoke": REPO / ".cache" / "smoke",
+    "paper-smoke": REPO / ".cache" / "paper-smoke",
+    "paper": REPO / "paper",
+}
 COMMON_PARAMETERS = ("preset", "results_dir", "figures_dir")
 
 _SMOKE_WORLD = WorldConfig(

@@ -11,7 +11,13 @@ import pytest
 
 from cpmi_lib import grid
 from cpmi_lib.lm import _looks_like_hub_id
-from cpmi_lib.presets import COMMON_PARAMETERS, PRESET_NAMES, PRESETS, experiment_config
+from cpmi_lib.presets import (
+    COMMON_PARAMETERS,
+    PRESET_NAMES,
+    PRESETS,
+    RESULT_ROOTS,
+    experiment_config,
+)
 from cpmi_lib.tracks import EMBEDDED
 
 EXPECTED_TABLES = {
@@ -49,7 +55,7 @@ def test_every_notebook_declares_the_parameters_its_preset_passes(preset):
 
 def test_presets_build_valid_experiments():
     configs = {name: experiment_config(name) for name in PRESET_NAMES}
-    assert set(PRESET_NAMES) == set(PRESETS) == set(grid.DEFAULT_ROOTS)
+    assert set(PRESET_NAMES) == set(PRESETS) == set(RESULT_ROOTS)
     assert len({c.key() for c in configs.values()}) == len(configs)
     smoke, default = configs["smoke"], configs["default"]
     assert smoke.train_problems < default.train_problems
@@ -70,7 +76,7 @@ def test_paper_preset_is_the_hub_track_at_scale():
     assert paper.train_problems > experiment_config("default").train_problems
     assert paper.prm.bf16 and paper.sample_max_new_tokens >= 512
     assert paper.mc.max_new_tokens >= 512 and max(paper.bon_ns) <= paper.bon_pool
-    assert grid.DEFAULT_ROOTS["paper"] != grid.DEFAULT_ROOTS["default"]  # never overwrites
+    assert RESULT_ROOTS["paper"] != RESULT_ROOTS["default"]  # never overwrites
 
 
 def test_paper_smoke_is_the_smoke_experiment_on_the_hub_code_path():

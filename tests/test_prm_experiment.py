@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from cpmi_lib import cli, presets
 from cpmi_lib.cpmi import CPMIConfig
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
@@ -94,12 +95,8 @@ def test_example_is_a_wrong_training_sample_with_its_first_error(tiny_experiment
         exp.example(10_000)
 
 
-def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, tmp_path):
-    """The paper track's code path on the tiny world and LM written out in the hub schemas: only
-    the CPMI and MC PRMs, label quality against MC's hard labels, one McNemar pair."""
-    base, cache, _ = tiny_experiment
-    monkeypatch.setenv("CPMI_CACHE", str(cache))
-    cfg = replace(
+def hub_config(base: ExperimentConfig) -> ExperimentConfig:
+    return replace(
         base,
         hub=HubSpec(
             model=EMBEDDED,
@@ -113,6 +110,14 @@ def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, t
             processbench_subsets=("short", "long"),
         ),
     )
+
+
+def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, tmp_path):
+    """The paper track's code path on the tiny world and LM written out in the hub schemas: only
+    the CPMI and MC PRMs, label quality against MC's hard labels, one McNemar pair."""
+    base, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    cfg = hub_config(base)
     assert cfg.data_key() != base.data_key()
     exp = Experiment(cfg)
     assert exp.prm_names == ("cpmi", "mc") and not exp.track.step_truth
@@ -130,3 +135,18 @@ def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, t
     assert steps["truth"].isna().all()
     assert (steps["reference"] == (steps["mc"] > 0).astype(int)).all()
     assert "MC is the reference" in (tmp_path / "summary.md").read_text()
+
+
+def test_cli_runs_a_preset_into_its_own_results_folder(
+    tiny_experiment, monkeypatch, tmp_path, capsys
+):
+    base, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    monkeypatch.setattr(presets, "experiment_config", lambda name: hub_config(base))
+    monkeypatch.setitem(presets.RESULT_ROOTS, "paper-smoke", tmp_path)
+    cli.main(["prm-experiment", "--preset", "paper-smoke", "--bon-problems", "5"])
+    summary = json.loads((tmp_path / "results" / "prm_experiment.json").read_text())
+    assert summary["config"]["bon_problems"] == 5
+    assert summary["config"]["train_problems"] == base.train_problems
+    assert set(summary["processbench"]) == {"cpmi", "mc"}
+    assert "PRM from cpmi labels: ProcessBench-style F1" in capsys.readouterr().out
