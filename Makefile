@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml Makefile
 reproduce: $(STAMP)
 	$(PY) -m cpmi_lib reproduce
 	$(PY) -m cpmi_lib.grid --preset default
+	# results/prm_experiment.{json,md}: the summary the README shows, from the grid's cached stages
+	$(PY) -m cpmi_lib prm-experiment
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks

@@ -1,7 +1,7 @@
 """Presets of the experiment grid: what every notebook is run with.
 
 - ``smoke``: the embedded track at tiny sizes, minutes on 2 CPU cores (CI runs it).
-- ``default``: the embedded track (`make reproduce`, about 25 min on 2 CPU cores).
+- ``default``: the embedded track (`make reproduce`: about 25 min on 2 CPU cores from scratch).
 - ``paper``: the hub track at paper scale, for a GPU with hub access: Qwen2.5-Math-1.5B-Instruct
   as policy, labeler and PRM backbone, GSM8K problems, ProcessBench.
 - ``paper-smoke``: the paper track's code path (hub loaders, schemas, no exact step truth) on the
@@ -23,7 +23,7 @@ from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import ExperimentConfig
 from cpmi_lib.text_format import PROMPT_TEMPLATES
-from cpmi_lib.tracks import EMBEDDED, HubSpec
+from cpmi_lib.tracks import HubSpec
 from cpmi_lib.world import WorldConfig
 from cpmi_lib.world_data import WorldSpec
 
@@ -72,18 +72,7 @@ def experiment_config(preset: str) -> ExperimentConfig:
         )
     if preset == "paper-smoke":
         return replace(
-            experiment_config("smoke"),
-            hub=HubSpec(
-                model=EMBEDDED,
-                prm_backbone=EMBEDDED,
-                device="cpu",
-                dtype=None,
-                problems=EMBEDDED,
-                problems_config=None,
-                dev_fraction=0.25,
-                processbench=EMBEDDED,
-                processbench_subsets=("short", "medium", "long"),
-            ),
+            experiment_config("smoke"), hub=HubSpec.embedded(("short", "medium", "long"))
         )
     if preset == "smoke":
         return ExperimentConfig(

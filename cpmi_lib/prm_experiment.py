@@ -265,10 +265,19 @@ class Experiment:
         curves.to_pickle(out)
         return curves
 
-    def example(self, index: int = 0) -> Trajectory:
-        """The `index`-th training sample of the policy with a wrong final answer, to explore one
-        problem step by step (its exact first error is known on the embedded track only)."""
+    def example(self, index: int = 0, problem_id: str | None = None) -> Trajectory:
+        """A training sample of the policy to explore step by step: the `index`-th one with a
+        wrong final answer or, given `problem_id`, that problem's first wrong sample (else its
+        first sample). Its exact first error is known on the embedded track only."""
         trajs = read_trajectories(self.policy_samples("train"))
+        if problem_id is not None:
+            mine = [t for t in trajs if t.metadata["problem_id"] == problem_id]
+            if not mine:
+                raise KeyError(
+                    f"problem_id {problem_id!r} is not among the {len(trajs)} training samples' "
+                    f"problems (e.g. {trajs[0].metadata['problem_id']!r})"
+                )
+            return next((t for t in mine if not t.metadata["final_correct"]), mine[0])
         wrong = [t for t in trajs if not t.metadata["final_correct"]]
         if not 0 <= index < len(wrong):
             raise IndexError(

@@ -79,6 +79,22 @@ class HubSpec:
             if not getattr(self, name):
                 raise ValueError(f"HubSpec.{name} is empty")
 
+    @classmethod
+    def embedded(cls, subsets: tuple[str, ...], dev_fraction: float = 0.25) -> HubSpec:
+        """Every source the embedded world or LM written out in the hub schemas, on CPU: the
+        paper track's code path, offline. `subsets` are the world benchmark's."""
+        return cls(
+            model=EMBEDDED,
+            prm_backbone=EMBEDDED,
+            device="cpu",
+            dtype=None,
+            problems=EMBEDDED,
+            problems_config=None,
+            dev_fraction=dev_fraction,
+            processbench=EMBEDDED,
+            processbench_subsets=subsets,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 
@@ -135,11 +151,20 @@ class Track(ABC):
     def benchmark(self, split: str) -> dict[str, list[Trajectory]]:
         """ProcessBench-style items of a benchmark split (dev or test), by subset."""
 
+    def _shown(self, source: str | Path) -> str:
+        """A source as results record it: cached files relative to the cache, so a record does
+        not depend on where the repository or cache lives."""
+        path, cache = Path(source).resolve(), self.cache.resolve()
+        if Path(source).exists() and path.is_relative_to(cache):
+            return f"<cache>/{path.relative_to(cache).as_posix()}"
+        return str(source)
+
     def describe(self) -> dict[str, str]:
+        """The models and data sets of this track, for the record."""
         return {
             "track": type(self).__name__,
-            "LM": self.model_path,
-            "PRM backbone": self.prm_backbone,
+            "LM": self._shown(self.model_path),
+            "PRM backbone": self._shown(self.prm_backbone),
         }
 
 
@@ -165,7 +190,7 @@ class EmbeddedTrack(Track):
         return load_benchmark(self.world_dir, split)
 
     def describe(self) -> dict[str, str]:
-        return {**super().describe(), "world": str(self.world_dir)}
+        return {**super().describe(), "world": self._shown(self.world_dir)}
 
 
 class HubTrack(Track):
@@ -247,8 +272,8 @@ class HubTrack(Track):
     def describe(self) -> dict[str, str]:
         return {
             **super().describe(),
-            "problems": self._problem_source()[0],
-            "ProcessBench": self._processbench_source(),
+            "problems": self._shown(self._problem_source()[0]),
+            "ProcessBench": self._shown(self._processbench_source()),
         }
 
 

@@ -12,16 +12,18 @@
 
 # %% [markdown]
 # # CPMI on one problem, step by step
-# Give a problem by index (the index-th policy training sample with a wrong final answer), or any
-# question, steps and gold answer. The table shows each step's gold term, negative term and CPMI;
-# the plot shows LP(gold) and LP(negatives) along the steps, with the true first error marked when
-# it is known (exactly, on the embedded track).
+# Give a problem by index (the index-th policy training sample with a wrong final answer), by
+# problem id (that problem's first wrong sample), or any question, steps and gold answer. The
+# table shows each step's gold term, negative term and CPMI; the plot shows LP(gold) and
+# LP(negatives) along the steps, with the true first error marked when it is known (exactly, on
+# the embedded track).
 
 # %% tags=["parameters"]
 preset = "default"
 results_dir = "../results"
 figures_dir = "../figures"
 problem_index = 0
+problem_id = None  # e.g. "world-train-000000" or "gsm8k-train-7"; overrides problem_index
 variant = "cumulative"
 question = None  # set question, steps and gold to explore your own problem
 steps = None
@@ -41,7 +43,7 @@ exp = Experiment(experiment_config(preset))
 model, tokenizer = exp.lm()
 first_error = None
 if question is None:
-    t = exp.example(problem_index)
+    t = exp.example(problem_index, problem_id)
     question, steps, gold, first_error = t.question, t.steps, t.gold_answer, t.first_error
 print(question)
 

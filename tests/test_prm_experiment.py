@@ -14,7 +14,7 @@ from cpmi_lib.cpmi import CPMIConfig
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import PRM_LABELS, Experiment, ExperimentConfig, run_experiment
-from cpmi_lib.tracks import EMBEDDED, HubSpec
+from cpmi_lib.tracks import HubSpec
 from cpmi_lib.trajectory import read_trajectories
 from cpmi_lib.world_data import WorldSpec
 
@@ -93,23 +93,14 @@ def test_example_is_a_wrong_training_sample_with_its_first_error(tiny_experiment
     assert not t.metadata["final_correct"] and t.first_error not in (None, -1)
     with pytest.raises(IndexError, match="problem_index 10000: the policy got"):
         exp.example(10_000)
+    pid = t.metadata["problem_id"]
+    assert exp.example(problem_id=pid).metadata["problem_id"] == pid
+    with pytest.raises(KeyError, match="problem_id 'nope' is not among"):
+        exp.example(problem_id="nope")
 
 
 def hub_config(base: ExperimentConfig) -> ExperimentConfig:
-    return replace(
-        base,
-        hub=HubSpec(
-            model=EMBEDDED,
-            prm_backbone=EMBEDDED,
-            device="cpu",
-            dtype=None,
-            problems=EMBEDDED,
-            problems_config=None,
-            dev_fraction=0.3,
-            processbench=EMBEDDED,
-            processbench_subsets=("short", "long"),
-        ),
-    )
+    return replace(base, hub=HubSpec.embedded(("short", "long"), dev_fraction=0.3))
 
 
 def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, tmp_path):

@@ -167,3 +167,8 @@ def test_make_track_picks_the_track(tmp_path, world_spec, tiny_lm_config, tiny_l
     assert hub.model_path == embedded.model_path and hub.prm_backbone == "some/backbone"
     model, tokenizer = hub.lm()
     assert hub.lm()[0] is model  # loaded once
+    described = embedded.describe()  # cached files relative to the cache: no machine paths
+    assert described["LM"].startswith("<cache>/models/") and described["world"].startswith(
+        "<cache>/worlds/"
+    )
+    assert hub.describe()["PRM backbone"] == "some/backbone"
