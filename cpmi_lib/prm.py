@@ -399,13 +399,14 @@ def train_prm(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(Path(backbone), train, dev, out, cfg, transform, progress)
+        # a hub id stays a string: Path would turn "org/name" into an OS path on Windows
+        return _train(str(backbone), train, dev, out, cfg, transform, progress)
     finally:
         torch.set_num_threads(threads)  # the thread count is process-wide: give it back
 
 
 def _train(
-    backbone: Path,
+    backbone: str,
     train: Sequence[tuple[Trajectory, Sequence[float]]],
     dev: Sequence[tuple[Trajectory, Sequence[float]]],
     out: Path,

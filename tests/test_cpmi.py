@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -109,6 +110,45 @@ def test_packed_logprobs_equal_reference_on_random_requests(lm):
     naive = sum(len(r.context) + len(r.target) for r in requests)
     assert meter.costs.forward_tokens < 0.5 * naive
     assert trie_floor(requests) < naive
+
+
+@pytest.mark.parametrize(
+    ("architecture", "model_class"),
+    [
+        (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),  # the paper preset's Qwen2.5
+        (transformers.MistralConfig, transformers.MistralForCausalLM),
+    ],
+)
+def test_packed_engine_honours_tree_masks_of_other_architectures(architecture, model_class):
+    """The packed engine passes 4D tree masks and position ids; hub models of other families
+    must read them as Llama does, or CPMI on the paper track would be silently wrong."""
+    torch.manual_seed(0)
+    cfg = architecture(
+        vocab_size=256,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    model = model_class(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8.0)
+    rng = random.Random(2)
+    base = [rng.randrange(4, 250) for _ in range(20)]
+    requests = [
+        ScoreRequest(
+            tuple(base + [rng.randrange(4, 250) for _ in range(rng.randrange(0, 12))]),
+            tuple(rng.randrange(4, 250) for _ in range(rng.randrange(1, 5))),
+        )
+        for _ in range(12)
+    ]
+    ref = reference_logprobs(model, requests)
+    fast = packed_logprobs(model, requests, max_batch_tokens=120, max_row_tokens=60)
+    for a, b in zip(ref, fast, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
 
 
 # ----------------------------------------------------------------------- hand-computed toy model
