@@ -1,7 +1,7 @@
 """Presets of the experiment grid: what every notebook is run with.
 
 - ``smoke``: the embedded track at tiny sizes, minutes on 2 CPU cores (CI runs it).
-- ``default``: the embedded track (`make reproduce`: about 25 min on 2 CPU cores from scratch).
+- ``default``: the embedded track (`make reproduce`: about 21 min on 2 CPU cores from scratch).
 - ``paper``: the hub track at paper scale, for a GPU with hub access: Qwen2.5-Math-1.5B-Instruct
   as policy, labeler and PRM backbone, GSM8K problems, ProcessBench.
 - ``paper-smoke``: the paper track's code path (hub loaders, schemas, no exact step truth) on the
