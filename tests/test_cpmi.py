@@ -31,12 +31,11 @@ TEMPLATES = (
 )
 
 
-@pytest.fixture(scope="module")
-def lm():
+def random_lm(config_class: type, model_class: type, vocab_size: int) -> torch.nn.Module:
+    """A tiny randomly initialised causal LM of an architecture, seeded."""
     torch.manual_seed(0)
-    tok = build_world_tokenizer()  # adds BOS, like Llama's
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
+    cfg = config_class(
+        vocab_size=vocab_size,
         hidden_size=48,
         intermediate_size=96,
         num_hidden_layers=2,
@@ -44,11 +43,17 @@ def lm():
         num_key_value_heads=2,
         max_position_embeddings=512,
     )
-    model = LlamaForCausalLM(cfg).eval()
+    model = model_class(cfg).eval()
     with torch.no_grad():  # sharper than init so that log-probs differ between contexts
         for p in model.parameters():
             p.mul_(8.0)
-    return model, tok
+    return model
+
+
+@pytest.fixture(scope="module")
+def lm():
+    tok = build_world_tokenizer()  # adds BOS, like Llama's
+    return random_lm(LlamaConfig, LlamaForCausalLM, len(tok)), tok
 
 
 @pytest.fixture(scope="module")
@@ -122,20 +127,7 @@ def test_packed_logprobs_equal_reference_on_random_requests(lm):
 def test_packed_engine_honours_tree_masks_of_other_architectures(architecture, model_class):
     """The packed engine passes 4D tree masks and position ids; hub models of other families
     must read them as Llama does, or CPMI on the paper track would be silently wrong."""
-    torch.manual_seed(0)
-    cfg = architecture(
-        vocab_size=256,
-        hidden_size=48,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    model = model_class(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0)
+    model = random_lm(architecture, model_class, vocab_size=256)
     rng = random.Random(2)
     base = [rng.randrange(4, 250) for _ in range(20)]
     requests = [
