@@ -59,7 +59,7 @@ def lp_along_steps(
 
 
 def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float]]) -> plt.Figure:
-    """ROC curves of step scores against the exact truth; `curves[name] = (fpr, tpr, auroc)`."""
+    """ROC curves of step scores against reference labels; `curves[name] = (fpr, tpr, auroc)`."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})", color=LABELER_COLORS.get(name))
@@ -67,6 +67,25 @@ def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float]]
     ax.set_xlabel("false positive rate (wrong steps scored as right)")
     ax.set_ylabel("true positive rate (right steps scored as right)")
     ax.legend(loc="lower right")
+    return fig
+
+
+def cpmi_vs_mc_scatter(steps: pd.DataFrame, reference: str) -> plt.Figure:
+    """CPMI against MC value per step (`Experiment.step_scores`), coloured by the reference
+    label; right and wrong steps are nudged apart vertically so that MC's ties stay visible."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for ok, group in steps.groupby("reference"):
+        ax.scatter(
+            group["cpmi"],
+            group["mc"] + (ok - 0.5) * 0.02,
+            s=6,
+            alpha=0.4,
+            color=LABELER_COLORS["truth"] if ok else "#e7298a",
+            label=f"right step ({reference})" if ok else f"wrong step ({reference})",
+        )
+    ax.set_xlabel("CPMI score (nats/token)")
+    ax.set_ylabel("MC value (share of rollouts reaching the gold)")
+    ax.legend()
     return fig
 
 

@@ -21,15 +21,12 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-import itertools
-
 import pandas as pd
 
-from cpmi_lib.best_of_n import compare
 from cpmi_lib.plots import best_of_n_curves, save_figure
 from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
+from cpmi_lib.tables import mcnemar_table, save_table
 
 exp = Experiment(experiment_config(preset))
 curves = {name: exp.best_of_n(name) for name in exp.prm_names}
@@ -43,21 +40,6 @@ table = pd.concat([df.drop(columns="correct").assign(PRM=name) for name, df in c
 save_table(table, "best_of_n", results_dir)
 
 # %%
-rows = []
-for a, b in itertools.combinations(exp.prm_names, 2):
-    for n in exp.cfg.bon_ns:
-        t = compare(curves[a], "prm:min", curves[b], "prm:min", n)
-        rows.append(
-            {
-                "pair": f"{a} vs {b}",
-                "n": n,
-                "both right": t.table[0][0],
-                "only a right": t.table[0][1],
-                "only b right": t.table[1][0],
-                "both wrong": t.table[1][1],
-                "p (exact McNemar)": t.p_value,
-            }
-        )
-mcnemar = pd.DataFrame(rows)
+mcnemar = mcnemar_table(curves, exp.cfg.bon_ns, "prm:min")
 save_table(mcnemar, "best_of_n_mcnemar", results_dir)
 mcnemar
