@@ -111,32 +111,148 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     )
 
 
+class UsageError(Exception):
+    """A bad argument: reported as one line, exit code 2, before anything is loaded or written."""
+
+
+def _runtime_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the input or of an output file that a command reports as one line, exit 1."""
+    from cpmi_lib.label_runs import LabelFileError
+    from cpmi_lib.logprob import SequenceTooLongError
+    from cpmi_lib.trajectory import RecordError
+
+    return (LabelFileError, RecordError, SequenceTooLongError, FileExistsError)
+
+
+def _positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def _finite(option: str, value: float, *, positive: bool = False) -> None:
+    import math
+
+    if not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+    if positive and not value > 0:
+        raise UsageError(f"{option} must be > 0, got {value}")
+
+
+def _check_output_path(out: Path, option: str = "--out") -> None:
+    """An output file path: not a directory, and its first existing ancestor is a directory (the
+    missing ones are made)."""
+    if out.is_dir():
+        raise UsageError(
+            f"{option} {out} is a directory; give a file path (e.g. {out}/labels.jsonl)"
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {out}: {parent} is not a directory")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_label_args(args: argparse.Namespace) -> tuple[int, int]:
+    """Every argument error of `label`, before the model is loaded; returns the shard."""
+    from cpmi_lib.labeling import parse_shard
+    from cpmi_lib.negatives import NEGATIVE_SOURCES
+    from cpmi_lib.text_format import PROMPT_TEMPLATES
+
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        raise UsageError(f"--shard: {exc}") from None
+    k = len(PROMPT_TEMPLATES)
+    if not 1 <= args.templates <= k:
+        raise UsageError(f"--templates must be between 1 and {k}, got {args.templates}")
+    sources = args.negative_sources.split(",")
+    for source in sources:
+        if source not in NEGATIVE_SOURCES:
+            raise UsageError(
+                f"--negative-sources: unknown source {source!r} (known: "
+                f"{', '.join(NEGATIVE_SOURCES)})"
+            )
+    if len(set(sources)) != len(sources):
+        raise UsageError(
+            f"--negative-sources: a source is given twice in {args.negative_sources!r}"
+        )
+    _positive(args, "n_negatives", "n_rollouts", "max_new_tokens")
+    _finite("--neg-weight", args.neg_weight)
+    _finite("--temperature", args.temperature, positive=True)
+    _check_device(args.device, args.dtype)
+    inp, out = Path(args.input), Path(args.out)
+    if not inp.exists():
+        raise UsageError(f"--input {inp}: no such file")
+    if not inp.is_file():
+        raise UsageError(f"--input {inp}: not a file")
+    _check_output_path(out)
+    if _same_file(out, inp):
+        raise UsageError(f"--out {out} is the --input file; write the labels to a new file")
+    if out.exists() and not args.resume:
+        raise UsageError(f"--out {out} exists: pass --resume to complete it, or choose a new --out")
+    return shard
+
+
+def _check_device(device: str, dtype: str | None) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device: unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    if dtype not in (None, "auto") and not isinstance(
+        getattr(torch, dtype.removeprefix("torch."), None), torch.dtype
+    ):
+        raise UsageError(f"--dtype: unknown dtype {dtype!r} (e.g. float32, bfloat16, auto)")
+
+
 def _cmd_label(args: argparse.Namespace) -> None:
     from cpmi_lib.cpmi import CPMIConfig
-    from cpmi_lib.labeling import LabelConfig, label_file, parse_shard
+    from cpmi_lib.labeling import LabelConfig, check_resumable, describe_skip, label_file
     from cpmi_lib.mc import MCConfig
     from cpmi_lib.text_format import PROMPT_TEMPLATES
 
+    shard = _check_label_args(args)
     templates = PROMPT_TEMPLATES[: args.templates]
-    cfg = LabelConfig(
-        method=args.method,
-        cpmi=CPMIConfig(
-            variant=args.variant,
-            templates=templates,
-            length_norm=args.length_norm,
-            neg_weight=args.neg_weight,
-        ),
-        n_negatives=args.n_negatives,
-        negative_sources=tuple(args.negative_sources.split(",")),
-        mc=MCConfig(
-            n_rollouts=args.n_rollouts,
-            temperature=args.temperature,
-            max_new_tokens=args.max_new_tokens,
-            template=templates[0],
-        ),
-        seed=args.seed,
+    try:
+        cfg = LabelConfig(
+            method=args.method,
+            cpmi=CPMIConfig(
+                variant=args.variant,
+                templates=templates,
+                length_norm=args.length_norm,
+                neg_weight=args.neg_weight,
+            ),
+            n_negatives=args.n_negatives,
+            negative_sources=tuple(args.negative_sources.split(",")),
+            mc=MCConfig(
+                n_rollouts=args.n_rollouts,
+                temperature=args.temperature,
+                max_new_tokens=args.max_new_tokens,
+                template=templates[0],
+            ),
+            seed=args.seed,
+        )
+    except ValueError as exc:  # what the checks above missed, still before the model loads
+        raise UsageError(str(exc)) from None
+    # The input and an output being resumed are checked before the model loads, too.
+    check_resumable(
+        args.input, args.out, cfg, args.model, shard=shard, skip_invalid=args.skip_invalid
     )
     model, tokenizer = _load_model(args.model, device=args.device, dtype=args.dtype)
+    skipped: list[dict] = []
     costs = label_file(
         model,
         tokenizer,
@@ -145,15 +261,19 @@ def _cmd_label(args: argparse.Namespace) -> None:
         args.out,
         cfg,
         resume=args.resume,
-        shard=parse_shard(args.shard),
+        shard=shard,
         skip_invalid=args.skip_invalid,
+        skipped=skipped,
     )
     summary = Path(str(args.out) + ".costs.json")
-    summary.write_text(json.dumps(costs.to_dict(), indent=2) + "\n")
+    summary.write_text(json.dumps(costs.to_dict(), indent=2, allow_nan=False) + "\n")
+    for s in skipped:
+        print(f"skipped: {args.input} {describe_skip(s)}", file=sys.stderr)
     per_step = costs.per_step() if costs.steps else {}
     print(
-        f"labeled {costs.items} trajectories ({costs.steps} steps) into {args.out}; "
-        f"{costs.wall_seconds:.1f} s, {costs.forward_tokens:,} forward tokens, "
+        f"labeled {costs.items} trajectories ({costs.steps} steps) into {args.out}"
+        + (f"; skipped {len(skipped)} invalid record(s) (listed on stderr)" if skipped else "")
+        + f"; {costs.wall_seconds:.1f} s, {costs.forward_tokens:,} forward tokens, "
         f"{costs.generated_tokens:,} generated tokens; per step: "
         f"{per_step.get('wall_seconds', 0):.4f} s, "
         f"{per_step.get('generated_tokens', 0):.1f} generated tokens; costs in {summary}"
@@ -161,12 +281,29 @@ def _cmd_label(args: argparse.Namespace) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    shards = [Path(p) for p in args.shards]
+    _check_output_path(out)
+    for i, p in enumerate(shards):
+        if not p.is_file():
+            raise UsageError(f"shard file {p}: no such file")
+        if _same_file(out, p):
+            raise UsageError(f"--out {out} is the shard file {p}; write the merged file anew")
+        for q in shards[:i]:
+            if _same_file(p, q):
+                raise UsageError(f"shard file {p} is given twice")
+
     from cpmi_lib.labeling import merge_label_files, read_labels, total_costs
 
-    n = merge_label_files(args.shards, args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = merge_label_files(shards, out)
+    labeled = read_labels(out)
     summary = Path(str(args.out) + ".costs.json")
-    summary.write_text(json.dumps(total_costs(read_labels(args.out)).to_dict(), indent=2) + "\n")
-    print(f"merged {n} labeled trajectories into {args.out}; costs in {summary}")
+    summary.write_text(json.dumps(total_costs(labeled).to_dict(), indent=2) + "\n")
+    skipped = f" and {n - len(labeled)} skipped record(s)" if n > len(labeled) else ""
+    print(
+        f"merged {len(labeled)} labeled trajectories{skipped} into {args.out}; costs in {summary}"
+    )
 
 
 def _cmd_train_prm(args: argparse.Namespace) -> None:
@@ -279,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cpmi_lib.default_lm import DEFAULT_CACHE
     from cpmi_lib.presets import PRESET_NAMES
 
-    parser = argparse.ArgumentParser(prog="python -m cpmi_lib", description=__doc__)
+    parser = _Parser(prog="python -m cpmi_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("reproduce", help="build the world, train/load the default LM, report it")
@@ -319,11 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="'default' (the default LM), hub id, directory or .gguf"
     )
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true", help="complete an interrupted output file")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="complete an interrupted output file of the same run (a missing one is started)",
+    )
     p.add_argument("--shard", default="0/1", help="i/n: label every n-th trajectory from the i-th")
-    p.add_argument("--skip-invalid", action="store_true")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip (and report) records that are invalid or cannot be labeled, instead of stopping",
+    )
     p.add_argument("--variant", choices=["marginal", "cumulative", "loo"], default="marginal")
-    p.add_argument("--templates", type=int, default=1, help="K: use the first K prompt templates")
+    p.add_argument(
+        "--templates", type=int, default=1, help="K: use the first K prompt templates (1-4)"
+    )
     p.add_argument("--length-norm", choices=["mean", "sum"], default="mean")
     p.add_argument("--neg-weight", type=float, default=1.0)
     p.add_argument("--n-negatives", type=int, default=4)
@@ -384,10 +531,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (``PROG: error: MESSAGE``, exit code 2), without the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run a command. Argument errors exit with code 2 and input or output-file errors (a bad
+    record, a refused resume or merge) with code 1, each as one line on stderr, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    try:
+        args.func(args)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        if not isinstance(exc, _runtime_errors()):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

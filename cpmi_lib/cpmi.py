@@ -22,6 +22,7 @@ the wrong ones scores high.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -54,6 +55,13 @@ class CPMIConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.length_norm not in ("mean", "sum"):
             raise ValueError(f"length_norm must be 'mean' or 'sum', got {self.length_norm!r}")
+        if isinstance(self.neg_weight, bool) or not isinstance(self.neg_weight, int | float):
+            raise ValueError(f"neg_weight must be a number, got {self.neg_weight!r}")
+        if not math.isfinite(self.neg_weight):
+            raise ValueError(f"neg_weight must be finite, got {self.neg_weight}")
+        for name in ("max_batch_tokens", "max_row_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.engine not in ("packed", "reference"):
             raise ValueError(f"engine must be 'packed' or 'reference', got {self.engine!r}")
         if isinstance(self.templates, str) or not self.templates:

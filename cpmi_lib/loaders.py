@@ -1,11 +1,27 @@
 """Public data sets (GSM8K, its model solutions, Math-Shepherd, ProcessBench) as `Trajectory` lists.
 
-Every loader reads through `load_rows`, so a Hugging Face dataset id and a local copy in the same
+Every loader reads through `iter_rows`, so a Hugging Face dataset id and a local copy in the same
 schema (JSON/JSONL/Parquet file, or a directory such as a downloaded snapshot) go down one code
-path, and every row is validated: a malformed row raises `RecordError` naming the source, the
-row index (0-based) and the field, or with ``skip_invalid=True`` is skipped, logged and appended to
-`errors`. `limit` caps the number of trajectories returned (the first ones in source order; reading
-stops there).
+path, and every row is validated: a malformed row raises `RecordError` naming the file, the line
+(1-based, as an editor shows it; ``row i``, 0-based, for Parquet files and Hub rows) and the field,
+or with ``skip_invalid=True`` is skipped alone, logged and appended to `errors`. `limit` caps the
+number of trajectories returned (the first ones in source order; reading stops there).
+
+Local files are read by `cpmi_lib.records`, never through `datasets.load_dataset`, for two reasons:
+
+- `datasets` caches a local snapshot directory under its folder name and card, not its path or
+  content, so a second directory with the same name, or the same one regenerated in place, would
+  silently load the rows of the first. Here local files are read from disk on every call.
+- Its json builder gives each column one type across all rows before any check runs: one float
+  label rejected every row, one non-string step turned the number-like string steps of every
+  other row into numbers, and one bad line failed the whole file with no line number. Here each
+  row keeps the JSON types it was written with and is judged alone.
+
+A local directory resolves `config` and `split` to files exactly as the Hub would (README
+``configs:`` card, else split-named files such as ``test.jsonl``), by `datasets`' own resolution
+(`datasets.load_dataset_builder`, given a throwaway cache so that no user cache is read or
+written, and which reads no rows); those files are then read here, in order. Hub ids still go
+through `datasets.load_dataset` (their rows are typed Parquet).
 """
 
 from __future__ import annotations
@@ -13,7 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +38,7 @@ import datasets
 from huggingface_hub.errors import HfHubHTTPError
 
 from cpmi_lib.answers import extract_final_answer
+from cpmi_lib.records import SUFFIXES, SourceRecord, json_type, read_records
 from cpmi_lib.trajectory import (
     RecordError,
     Trajectory,
@@ -31,8 +49,6 @@ from cpmi_lib.trajectory import (
 
 log = logging.getLogger(__name__)
 
-_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-
 #: Turns one source row into trajectories: (row, row index, where) -> trajectories. It builds
 #: them with `Trajectory.from_dict` so that the validation names `where` (plus anything it adds).
 RowConverter = Callable[[Mapping[str, Any], int, str], list[Trajectory]]
@@ -42,35 +58,76 @@ class DatasetUnavailableError(RuntimeError):
     """A Hub dataset could not be fetched: the machine is offline or the id is unknown."""
 
 
+class UnknownSplitError(ValueError):
+    """A local snapshot directory has no such split (for the requested config)."""
+
+
 # ------------------------------------------------------------------------------------------ rows
+
+
+def iter_rows(
+    source: str | os.PathLike[str], *, split: str = "train", config: str | None = None
+) -> Iterator[SourceRecord]:
+    """The rows of a local file/directory or of a Hugging Face dataset, lazily, each with where
+    it is (``FILE line N``, ``FILE row i`` or ``ID [split] row i``).
+
+    A local file (``.json``, ``.jsonl``, ``.parquet``) is one split, so `split` and `config` are
+    ignored; its rows are read as written (see `cpmi_lib.records`). A local directory resolves
+    `config` and `split` to files as the Hub would (`local_split_files`). Anything else is a Hub
+    id, loaded by `datasets.load_dataset`; when it cannot be fetched a `DatasetUnavailableError`
+    says so and suggests a local path. A row that cannot be read carries its `RecordError`,
+    raised by `SourceRecord.value`.
+    """
+    path = Path(source)
+    if path.is_file():
+        return read_records(path)
+    if path.is_dir():
+        files = local_split_files(path, split=split, config=config)
+        return (record for file in files for record in read_records(file))
+    name = str(source)
+    if path.is_absolute() or name.startswith(".") or path.suffix.lower() in SUFFIXES:
+        raise FileNotFoundError(f"{name}: no such file or directory")
+    rows = _load_hub(name, split=split, config=config)
+    return (SourceRecord(f"{name} [{split}] row {i}", row) for i, row in enumerate(rows))
 
 
 def load_rows(
     source: str | os.PathLike[str], *, split: str = "train", config: str | None = None
-) -> datasets.Dataset:
-    """Rows of a local file/directory or of a Hugging Face dataset, as a `datasets.Dataset`.
+) -> list[dict[str, Any]]:
+    """All rows of `source` (see `iter_rows`) as written; raises `RecordError` at the first row
+    that cannot be read or is not an object."""
+    out = []
+    for record in iter_rows(source, split=split, config=config):
+        out.append(_object(record))
+    return out
 
-    A local file is read by the builder its suffix names (``.json``/``.jsonl`` → json,
-    ``.parquet`` → parquet) and is one split, so `split` and `config` are ignored. A local
-    directory is handed to `datasets.load_dataset` like a Hub id, so a downloaded snapshot resolves
-    `config` and `split` exactly as the Hub would (README configs, or split-named files such as
-    ``test.jsonl``). Anything else is a Hub id; when it cannot be fetched a
-    `DatasetUnavailableError` says so and suggests a local path.
+
+def local_split_files(
+    directory: str | os.PathLike[str], *, split: str, config: str | None = None
+) -> list[Path]:
+    """The files of `split` (of `config`) in a local snapshot directory, as the Hub resolves them:
+    the ``configs:`` card of its README (``data_files`` per split), else split-named files.
+
+    Resolved afresh from the directory's current contents on every call; `datasets` is given a
+    throwaway cache directory, so that no cache is read or written, and builds no rows.
+    An unknown split raises `UnknownSplitError` naming the directory and the available splits.
     """
-    path = Path(source)
-    if path.is_file():
-        builder = _BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(
-                f"{path}: unsupported file type {path.suffix!r} "
-                f"(expected one of {sorted(_BUILDERS)})"
-            )
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    if path.is_dir():
-        return datasets.load_dataset(str(path), config, split=split)
-    name = str(source)
-    if path.is_absolute() or name.startswith(".") or path.suffix.lower() in _BUILDERS:
-        raise FileNotFoundError(f"{name}: no such file or directory")
+    directory = Path(directory)
+    with tempfile.TemporaryDirectory(prefix="cpmi-resolve-") as cache:
+        try:
+            builder = datasets.load_dataset_builder(str(directory), config, cache_dir=cache)
+        except ValueError as exc:  # "BuilderConfig 'x' not found", "Config name is missing"
+            raise ValueError(f"{directory}: {exc}") from exc
+        data_files = {str(name): list(files) for name, files in builder.config.data_files.items()}
+    if split not in data_files:
+        raise UnknownSplitError(
+            f"{directory}: Unknown split {split!r} (config {builder.config.name!r}); available "
+            f"splits: {', '.join(sorted(data_files)) or 'none'}"
+        )
+    return [Path(file) for file in data_files[split]]
+
+
+def _load_hub(name: str, *, split: str, config: str | None) -> datasets.Dataset:
     try:
         return datasets.load_dataset(name, config, split=split)
     except (
@@ -98,8 +155,16 @@ def _where(source: str | os.PathLike[str], split: str) -> str:
     return str(source) if Path(source).is_file() else f"{source} [{split}]"
 
 
+def _object(record: SourceRecord) -> Mapping[str, Any]:
+    """The record's value, which must be a JSON object (a row)."""
+    row = record.value()
+    if not isinstance(row, Mapping):
+        raise RecordError(record.where, "<record>", f"expected a JSON object, got {json_type(row)}")
+    return row
+
+
 def _convert(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[SourceRecord],
     convert: RowConverter,
     *,
     where: str,
@@ -108,17 +173,17 @@ def _convert(
     limit: int | None,
 ) -> list[Trajectory]:
     """Convert and validate rows, at most `limit` trajectories; a row that fails anywhere is
-    raised, or skipped as a whole."""
+    raised, or skipped as a whole. A row's index `i` (for ids) counts every record of the source,
+    read or not, so that skipping a bad row changes no other row's id."""
     out: list[Trajectory] = []
     skipped: list[RecordError] = []
-    for i, row in enumerate(rows):
+    for i, record in enumerate(rows):
         if limit is not None and len(out) >= limit:
             break
-        row_where = f"{where} row {i}"
         try:
-            out.extend(convert(row, i, row_where))
+            out.extend(convert(_object(record), i, record.where))
         except RecordError as exc:
-            if not skip_invalid:
+            if not skip_invalid or record.fatal:
                 raise
             skipped.append(exc)
     if skipped:
@@ -141,6 +206,17 @@ def _required(
         raise RecordError(where, field_name, "missing")
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise RecordError(where, field_name, f"must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _optional(row: Mapping[str, Any], name: str, kinds: tuple[type, ...], where: str) -> Any:
+    """`row[name]` when present and not null, which must then be of one of `kinds`."""
+    value = row.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise RecordError(where, name, f"must be {expected}, got {type(value).__name__}")
     return value
 
 
@@ -201,7 +277,7 @@ def load_gsm8k_problems(
         return [Trajectory.from_dict(record, where)]
 
     return _convert(
-        load_rows(source, split=split, config=config),
+        iter_rows(source, split=split, config=config),
         convert,
         where=_where(source, split),
         skip_invalid=skip_invalid,
@@ -258,7 +334,7 @@ def load_gsm8k_model_solutions(
         return records
 
     return _convert(
-        load_rows(source),
+        iter_rows(source),
         convert,
         where=_where(source, "train"),
         skip_invalid=skip_invalid,
@@ -356,7 +432,7 @@ def load_math_shepherd(
         return [Trajectory.from_dict(record, where)]
 
     return _convert(
-        load_rows(source, split=split, config=config),
+        iter_rows(source, split=split, config=config),
         convert,
         where=_where(source, split),
         skip_invalid=skip_invalid,
@@ -400,7 +476,9 @@ def load_processbench(
                 f"{first_error} is outside -1..{len(steps) - 1} ({len(steps)} steps)",
             )
         last = steps[-1] if steps and isinstance(steps[-1], str) else ""
-        row_id = row.get("id") or f"{split}-{i}"
+        row_id = _optional(row, "id", (str, int), where) or f"{split}-{i}"
+        generator = _optional(row, "generator", (str,), where)
+        final_answer_correct = _optional(row, "final_answer_correct", (bool,), where)
         record = {
             "id": f"processbench-{row_id}",
             "question": problem,
@@ -412,14 +490,14 @@ def load_processbench(
             "source": "processbench",
             "metadata": {
                 "subset": split,
-                "generator": row.get("generator"),
-                "final_answer_correct": row.get("final_answer_correct"),
+                "generator": generator,
+                "final_answer_correct": final_answer_correct,
             },
         }
         return [Trajectory.from_dict(record, where)]
 
     return _convert(
-        load_rows(source, split=split, config=config),
+        iter_rows(source, split=split, config=config),
         convert,
         where=_where(source, split),
         skip_invalid=skip_invalid,

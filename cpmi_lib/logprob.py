@@ -40,7 +40,10 @@ class SequenceTooLongError(ValueError):
 
 
 def max_positions(model: PreTrainedModel) -> int | None:
-    cfg = model.config
+    """The model's position limit from its config (None: unknown, e.g. no config)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return None
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(cfg, name, None)
         if isinstance(value, int) and value > 0:

@@ -9,6 +9,11 @@ answer (Math-Shepherd's soft label); its hard label is whether any does.
 
 Steps never include the answer line, so the rollouts of the last prefix only have to write it.
 
+Before anything is generated, every prefix plus ``max_new_tokens`` must fit the model's positions
+(`cpmi_lib.logprob.max_positions`): a rollout may run that long, and past the positions a model
+was built for it fails (learned position embeddings) or degrades silently (rotary ones). A prefix
+that does not fit raises `SequenceTooLongError` naming the step and the token counts.
+
 All S × N rollouts go through `generate_texts` together, each prefix repeated N times with one
 sample per row, so a generate call holds up to ``batch_size`` sequences and the whole estimate
 takes ``ceil(S·N / batch_size)`` calls (rollouts of one prefix may straddle two calls). Batch b is
@@ -17,6 +22,7 @@ seeded with ``seed + b``: the same inputs and config give the same values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cpmi_lib.answers import answers_equivalent
 from cpmi_lib.costs import CostMeter
+from cpmi_lib.logprob import SequenceTooLongError, max_positions
 from cpmi_lib.sampling import SampleConfig, generate_texts
 from cpmi_lib.text_format import DEFAULT_TEMPLATE, STEP_SEPARATOR, render_prompt, split_solution
 
@@ -44,8 +51,10 @@ class MCConfig:
     def __post_init__(self) -> None:
         if self.n_rollouts < 1:
             raise ValueError(f"n_rollouts must be >= 1, got {self.n_rollouts}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 (MC needs sampling), got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(
+                f"temperature must be finite and > 0 (MC needs sampling), got {self.temperature}"
+            )
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
@@ -94,6 +103,26 @@ def prefix_prompts(
     return [prompt + "".join(s + sep for s in steps[:i]) for i in range(1, len(steps) + 1)]
 
 
+def check_prefix_lengths(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+) -> None:
+    """SequenceTooLongError if some prefix prompt plus `max_new_tokens` exceeds the model's
+    positions (nothing to check when the model does not say how many it has)."""
+    limit = max_positions(model)
+    if limit is None:
+        return
+    for i, prompt in enumerate(prompts):
+        n = len(tokenizer(prompt).input_ids)  # as `generate_texts` encodes it
+        if n + max_new_tokens > limit:
+            raise SequenceTooLongError(
+                f"prefix of step {i + 1} ({n} tokens) + max_new_tokens ({max_new_tokens}) = "
+                f"{n + max_new_tokens} tokens exceeds the model's limit of {limit} positions"
+            )
+
+
 def mc_rollouts(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -106,10 +135,12 @@ def mc_rollouts(
     """MC values of every step, with the prompts, rollouts and extracted answers behind them.
 
     The meter, when given, counts every generate call with its prompt and generated tokens.
+    Raises SequenceTooLongError before generating if a prefix does not fit (module docstring).
     """
     if not steps:
         raise ValueError("no steps to estimate")
     prompts = prefix_prompts(question, steps, cfg.template, cfg.step_separator)
+    check_prefix_lengths(model, tokenizer, prompts, cfg.max_new_tokens)
     n = cfg.n_rollouts
     # One row per rollout (n=1), so batches fill to batch_size sequences whatever n is.
     rows = [p for p in prompts for _ in range(n)]

@@ -29,6 +29,7 @@ from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves, compare
 from cpmi_lib.costs import CostMeter
 from cpmi_lib.cpmi import CPMIConfig, cpmi_step_scores
 from cpmi_lib.default_lm import DEFAULT_CACHE, LMTrainConfig
+from cpmi_lib.label_runs import LABEL_FORMAT
 from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs, trajectory_seed
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.negatives import hard_negatives
@@ -95,6 +96,7 @@ class ExperimentConfig:
         """What the samples and labels depend on: everything but the PRM's training settings."""
         d = self.to_dict()
         del d["prm"]
+        d["label_format"] = LABEL_FORMAT  # a label file of another format cannot be resumed
         return _hash(d)
 
 

@@ -33,18 +33,40 @@ ORACLE_LABEL = "oracle threshold (upper bound, tuned on the evaluated set)"
 
 def predict_first_error(step_probs: Sequence[float], threshold: float) -> int:
     """Index of the first step whose PRM probability is < `threshold`, else -1."""
-    below = np.flatnonzero(_probs_array(step_probs) < threshold)
+    below = np.flatnonzero(_probs_array(step_probs) < _check_threshold(threshold))
     return int(below[0]) if len(below) else -1
 
 
-def _probs_array(step_probs: Sequence[float]) -> np.ndarray:
+def _check_threshold(threshold: float) -> float:
+    """τ as a float; a NaN τ would silently predict 'no error' for every solution."""
+    tau = float(threshold)
+    if not math.isfinite(tau):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    return tau
+
+
+def _probs_array(step_probs: Sequence[float], where: str = "step_probs") -> np.ndarray:
     """One solution's step probabilities, checked: a NaN would silently count as 'not below τ'."""
     probs = np.asarray(step_probs, dtype=float)
     if probs.ndim != 1 or len(probs) == 0:
-        raise ValueError("step_probs must be a non-empty list of step probabilities")
-    if np.isnan(probs).any():
-        raise ValueError(f"step_probs[{int(np.flatnonzero(np.isnan(probs))[0])}] is NaN")
+        raise ValueError(f"{where} must be a non-empty list of step probabilities")
+    bad = np.flatnonzero(~np.isfinite(probs))
+    if len(bad):
+        value = "NaN" if np.isnan(probs[bad[0]]) else f"{probs[bad[0]]:+}"
+        raise ValueError(f"{where}[{int(bad[0])}] is {value} (not a finite probability)")
     return probs
+
+
+def _check_probs(
+    step_probs_by_subset: Mapping[str, Sequence[Sequence[float]]], *, allow_empty: bool
+) -> None:
+    """Every item has finite probabilities (errors name subset and item); an empty subset is
+    refused unless `allow_empty` (evaluation reports its F1 as undefined, NaN)."""
+    for name, probs in step_probs_by_subset.items():
+        if len(probs) == 0 and not allow_empty:
+            raise ValueError(f"subset {name!r} has no items, so no threshold can be chosen on it")
+        for i, p in enumerate(probs):
+            _probs_array(p, f"subset {name!r} item {i}: step probabilities")
 
 
 def first_errors(trajectories: Iterable[Trajectory]) -> list[int]:
@@ -184,6 +206,8 @@ def evaluate_processbench(
     headline and both their CIs.
     """
     _check_subsets(step_probs_by_subset, truth_by_subset)
+    _check_probs(step_probs_by_subset, allow_empty=True)
+    threshold = _check_threshold(threshold)
     subsets: dict[str, SubsetMetrics] = {}
     strata: list[np.ndarray] = []
     for name, probs in step_probs_by_subset.items():
@@ -239,6 +263,7 @@ def choose_threshold(
     step probabilities, so every distinct prediction pattern the data allows is tried.
     """
     _check_subsets(step_probs_by_subset, truth_by_subset)
+    _check_probs(step_probs_by_subset, allow_empty=False)
     taus = _grid(step_probs_by_subset) if grid is None else np.unique(np.asarray(grid, float))
     if len(taus) == 0 or np.isnan(taus).any():
         raise ValueError("threshold grid must be non-empty and free of NaN")

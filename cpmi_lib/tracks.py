@@ -50,9 +50,10 @@ class HubSpec:
 
     Policy problems for the PRM's training and dev data both come from `train_split` of
     `problems`, told apart by a stable hash of the question (`dev_fraction` of them are dev);
-    Best-of-N uses `test_split`. ProcessBench has no dev split, so a stable hash of each item's id
-    puts `processbench_dev_fraction` of every subset aside for choosing τ; F1 is reported on the
-    rest.
+    Best-of-N uses `test_split`. ProcessBench has no dev split, so a stable hash of each item's
+    problem text puts `processbench_dev_fraction` of every subset's problems aside for choosing τ;
+    F1 is reported on the rest. Hashing the problem, not the item id, keeps all solutions of one
+    problem on the same side.
     """
 
     model: str = "Qwen/Qwen2.5-Math-1.5B-Instruct"  # the policy and the labeling LM
@@ -259,7 +260,7 @@ class HubTrack(Track):
                 t
                 for t in rows
                 if (
-                    stable_fraction(t.id, PROCESSBENCH_DEV_SALT)
+                    stable_fraction(t.question, PROCESSBENCH_DEV_SALT)
                     < self.spec.processbench_dev_fraction
                 )
                 == (split == "dev")

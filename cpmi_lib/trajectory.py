@@ -1,18 +1,21 @@
 """The one trajectory record used everywhere in the suite, its validation and its on-disk forms.
 
 A trajectory is a question, a chain of reasoning steps and what is known about them. It is stored
-as JSONL that `datasets.load_dataset("json", ...)` reads, and it maps losslessly to and from the
-stepwise-supervision layout of PRM trainers (`prompt`, `completions`, `labels`).
+as JSONL (which `datasets.load_dataset("json", ...)` can also read), and it maps losslessly to and
+from the stepwise-supervision layout of PRM trainers (`prompt`, `completions`, `labels`).
 
 Malformed input never disappears silently: validation raises a `RecordError` that names the file,
 the line (or row index) and the field; with ``skip_invalid=True`` such records are skipped and
-collected so the caller can report how many and why.
+collected so the caller can report how many and why. Files are read with `cpmi_lib.records`, line
+by line in binary, so each record is judged as written and alone: a line that is not UTF-8 or not
+JSON is an error for that line only, and a UTF-8 byte-order mark at the start is ignored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,21 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.records import RecordError, json_type, read_jsonl
+
 log = logging.getLogger(__name__)
 
 #: Columns of the stepwise-supervision layout (TRL's `prompt`, `completions`, `labels`) plus the
 #: rest of the record, so that the mapping is lossless both ways.
 STEPWISE_KEYS = ("prompt", "completions", "labels")
-
-
-class RecordError(ValueError):
-    """A malformed input record; names where it came from and which field is wrong."""
-
-    def __init__(self, where: str, field_name: str, problem: str):
-        self.where = where
-        self.field = field_name
-        self.problem = problem
-        super().__init__(f"{where}: field '{field_name}': {problem}")
 
 
 @dataclass
@@ -46,7 +41,9 @@ class Trajectory:
     first error on. Estimated sources keep their own labels (Math-Shepherd's MC marks can turn
     `+` again after a `-`).
     `first_error` is the index of the first wrong step, -1 when every step is right and None when
-    unknown. `gold_answer` is None when the source does not give one (Math-Shepherd, ProcessBench).
+    unknown. `gold_answer` is None when the source does not give one (Math-Shepherd, ProcessBench);
+    it is stored without surrounding whitespace (which would change the answer's log-probability).
+    Answers given as numbers are stored as strings (``7`` → ``"7"``) and must be finite.
     """
 
     id: str
@@ -60,7 +57,12 @@ class Trajectory:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(asdict(self), where=f"trajectory {self.id!r}")
+        checked = _check(asdict(self), where=f"trajectory {self.id!r}")
+        # Keep the normalised scalars (id and answers as strings, the gold answer stripped).
+        for name in ("id", "gold_answer", "final_answer", "source"):
+            setattr(self, name, checked[name])
+        if self.metadata is None:
+            self.metadata = {}
 
     @property
     def n_steps(self) -> int:
@@ -73,9 +75,7 @@ class Trajectory:
     def from_dict(cls, record: Mapping[str, Any], where: str = "record") -> Trajectory:
         """Build a trajectory from a mapping, raising `RecordError` naming `where` and the field."""
         if not isinstance(record, Mapping):
-            raise RecordError(
-                where, "<record>", f"expected a JSON object, got {type(record).__name__}"
-            )
+            raise RecordError(where, "<record>", f"expected a JSON object, got {json_type(record)}")
         unknown = set(record) - _FIELDS
         if unknown:
             raise RecordError(
@@ -133,7 +133,14 @@ def _check(record: dict[str, Any], where: str) -> dict[str, Any]:
         if value is not None and not isinstance(value, str):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RecordError(where, name, f"must be a string, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RecordError(where, name, f"must be a finite number, got {value!r}")
             record[name] = str(value)
+    gold = record.get("gold_answer")
+    if gold is not None:
+        record["gold_answer"] = gold.strip()
+        if not record["gold_answer"]:
+            raise RecordError(where, "gold_answer", "empty or whitespace-only")
     labels = record.get("step_labels")
     if labels is not None:
         if not isinstance(labels, list | tuple):
@@ -206,27 +213,21 @@ def iter_trajectories(
 ) -> Iterator[Trajectory]:
     """Stream trajectories from a JSONL file.
 
-    A malformed line raises `RecordError` ("FILE line N: field 'F': problem"). With
-    ``skip_invalid=True`` it is skipped instead and appended to `errors` (if given); blank lines are
-    allowed and ignored.
+    A malformed line raises `RecordError` ("FILE line N: field 'F': problem"; N counts from 1, as
+    an editor does): not UTF-8 (field ``<encoding>``), not JSON (``<json>``, also for a key given
+    twice in one object), not an object (``<record>``) or an invalid field. With
+    ``skip_invalid=True`` it is skipped instead and appended to `errors` (if given); the other lines
+    are read as if it were not there. Blank lines are allowed and ignored; a UTF-8 byte-order mark
+    at the start of the file is ignored.
     """
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RecordError(where, "<json>", f"not valid JSON ({exc.msg})") from None
-                yield Trajectory.from_dict(record, where)
-            except RecordError as exc:
-                if not skip_invalid:
-                    raise
-                if errors is not None:
-                    errors.append(exc)
+    for source in read_jsonl(path):
+        try:
+            yield Trajectory.from_dict(source.value(), source.where)
+        except RecordError as exc:
+            if not skip_invalid:
+                raise
+            if errors is not None:
+                errors.append(exc)
 
 
 def read_trajectories(

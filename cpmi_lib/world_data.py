@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.records import RecordError, read_jsonl
 from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.world import (
     Problem,
@@ -56,8 +57,18 @@ def write_problems(path: str | os.PathLike[str], problems: list[Problem]) -> Non
 
 
 def read_problems(path: str | os.PathLike[str]) -> list[Problem]:
-    with Path(path).open(encoding="utf-8") as f:
-        return [Problem.from_dict(json.loads(line)) for line in f if line.strip()]
+    """The world problems of a ``problems-*.jsonl`` file; a malformed line raises `RecordError`
+    naming the file, the line and the field."""
+    problems = []
+    for record in read_jsonl(path):
+        row = record.value()
+        try:
+            problems.append(Problem.from_dict(row))
+        except KeyError as exc:
+            raise RecordError(record.where, str(exc.args[0]), "missing") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RecordError(record.where, "<record>", f"not a world problem ({exc})") from None
+    return problems
 
 
 def build_world_files(spec: WorldSpec, out_dir: str | os.PathLike[str]) -> Path:

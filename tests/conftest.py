@@ -1,15 +1,30 @@
 """Test-wide settings and shared fixtures.
 
-The suite never reaches a model or data hub from its tests. Tests that need a real LM share one
-miniature world LM, trained once per session in a few seconds with the default LM's own recipe.
+The suite never reaches a model or data hub from its tests, and never reads or writes the user's
+Hugging Face caches: the session gets fresh, empty ones, so that results do not depend on what
+``~/.cache/huggingface`` holds (a warm, stale cache) or lacks (an empty HOME). Tests that need a
+real LM share one miniature world LM, trained once per session in a few seconds with the default
+LM's own recipe.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Set before transformers/datasets/huggingface_hub are imported: they read these at import time.
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Overridden, not defaulted: the user's own settings are exactly what the suite must not use.
+_HF_CACHE = tempfile.mkdtemp(prefix="cpmi-test-hf-")
+atexit.register(shutil.rmtree, _HF_CACHE, ignore_errors=True)
+os.environ["HF_HOME"] = _HF_CACHE
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_CACHE, "datasets")
+os.environ["HF_HUB_CACHE"] = os.path.join(_HF_CACHE, "hub")
+os.environ.pop("HUGGINGFACE_HUB_CACHE", None)  # the older name of HF_HUB_CACHE
+os.environ.pop("TRANSFORMERS_CACHE", None)
+os.environ.pop("HF_MODULES_CACHE", None)  # then under HF_HOME
 
 import pytest  # noqa: E402
 

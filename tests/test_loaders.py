@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,13 @@ import pytest
 
 from cpmi_lib.loaders import (
     DatasetUnavailableError,
+    UnknownSplitError,
     load_gsm8k_model_solutions,
     load_gsm8k_problems,
     load_math_shepherd,
     load_processbench,
     load_rows,
+    local_split_files,
 )
 from cpmi_lib.trajectory import RecordError
 
@@ -66,8 +69,98 @@ def test_unsupported_file_type(tmp_path: Path) -> None:
 
 def test_local_directory_resolves_splits_like_the_hub() -> None:
     rows = load_rows(GSM8K, split="test")  # test.jsonl, by its name
-    assert len(rows) == 1319 and rows.column_names == ["question", "answer"]
+    assert len(rows) == 1319 and list(rows[0]) == ["question", "answer"]
     assert rows[0]["question"] == JANET
+
+
+def test_the_suite_uses_its_own_empty_caches() -> None:
+    """tests/conftest.py points every Hugging Face cache at a fresh directory of the session."""
+    home_cache = Path.home() / ".cache" / "huggingface"
+    for cache in (datasets.config.HF_DATASETS_CACHE, huggingface_hub.constants.HF_HUB_CACHE):
+        assert Path(cache).name in ("datasets", "hub")
+        assert Path(cache).parent.name.startswith("cpmi-test-hf-")
+        assert not Path(cache).is_relative_to(home_cache)
+
+
+# ------------------------------------------------- local copies are read as they are on disk now
+
+CARD = "---\nconfigs:\n- config_name: default\n  data_files:\n{files}---\n"
+
+
+def snapshot(folder: Path, rows: dict[str, list[dict[str, Any]]]) -> Path:
+    """A local snapshot: one JSONL a split and a card naming the splits (as the Hub's have)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in rows.items():
+        write_jsonl(folder / f"{split}.jsonl", split_rows)
+    files = "".join(f"  - split: {s}\n    path: {s}.jsonl\n" for s in rows)
+    (folder / "README.md").write_text(CARD.format(files=files))
+    return folder
+
+
+def test_same_folder_name_at_two_paths_loads_each(tmp_path: Path) -> None:
+    a = snapshot(tmp_path / "A" / "pb", {"short": [{"id": "first"}]})
+    assert load_rows(a, split="short") == [{"id": "first"}]
+    b = snapshot(tmp_path / "B" / "pb", {"short": [{"id": "second"}]})
+    assert load_rows(b, split="short") == [{"id": "second"}]  # datasets gave "first"
+    assert load_rows(a, split="short") == [{"id": "first"}]
+
+
+def test_copy_regenerated_in_place_loads_the_new_rows(tmp_path: Path) -> None:
+    a = snapshot(tmp_path / "A" / "pb", {"short": [{"id": "first"}]})
+    file = a / "short.jsonl"
+    before = file.stat()
+    assert load_rows(a, split="short") == [{"id": "first"}]
+    snapshot(a, {"short": [{"id": "third"}]})  # same size, and the same times below
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = file.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert load_rows(a, split="short") == [{"id": "third"}]  # datasets gave "first"
+    # A file path, too.
+    write_jsonl(file, [{"id": "fifth"}])
+    assert load_rows(file) == [{"id": "fifth"}]
+
+
+def test_local_copies_ignore_a_warm_datasets_cache(tmp_path: Path) -> None:
+    """Whatever `datasets`' cache holds for a folder name, the rows on disk are the ones read."""
+    first = [PB_OK]
+    second = [PB_RIGHT]
+    a = snapshot(tmp_path / "A" / "processbench", {"gsm8k": first})
+    cached = datasets.load_dataset(str(a), split="gsm8k")  # the cache now holds A's rows
+    assert cached.num_rows == 1
+    b = snapshot(tmp_path / "B" / "processbench", {"gsm8k": second})
+    assert [t.id for t in load_processbench(b, split="gsm8k")] == ["processbench-gsm8k-1"]
+    snapshot(a, {"gsm8k": [PB_RIGHT, PB_OK]})
+    assert [t.id for t in load_processbench(a, split="gsm8k")] == [
+        "processbench-gsm8k-1",
+        "processbench-gsm8k-0",
+    ]
+
+
+def test_local_split_files_follow_the_directory_and_write_no_cache(tmp_path: Path) -> None:
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    cached_before = sorted(cache.rglob("*")) if cache.exists() else []
+    pb = snapshot(tmp_path / "pb", {"short": [{"id": 1}], "long": [{"id": 2}]})
+    assert local_split_files(pb, split="long") == [pb / "long.jsonl"]
+    snapshot(pb, {"medium": [{"id": 3}]})  # the card now names another split
+    assert local_split_files(pb, split="medium") == [pb / "medium.jsonl"]
+    with pytest.raises(ValueError, match="Unknown split 'short'"):
+        local_split_files(pb, split="short")
+    (pb / "README.md").unlink()  # no card: split-named files, as on the Hub
+    (pb / "test.jsonl").write_text('{"id": 4}\n')
+    assert local_split_files(pb, split="test") == [pb / "test.jsonl"]
+    assert (sorted(cache.rglob("*")) if cache.exists() else []) == cached_before
+
+
+def test_unknown_split_of_a_local_directory_names_what_there_is(tmp_path: Path) -> None:
+    pb = snapshot(tmp_path / "pb", {"gsm8k": [PB_OK], "math": [PB_RIGHT]})
+    with pytest.raises(UnknownSplitError) as info:
+        load_processbench(pb, split="omnimath")
+    assert str(info.value) == (
+        f"{pb}: Unknown split 'omnimath' (config 'default'); available splits: gsm8k, math"
+    )
+    assert isinstance(info.value, ValueError)  # tracks.py catches ValueError
+    with pytest.raises(ValueError, match=rf"{pb}: BuilderConfig 'main' not found"):
+        load_rows(pb, split="gsm8k", config="main")
 
 
 # ---------------------------------------------------------------------------------------- GSM8K
@@ -121,13 +214,13 @@ def test_gsm8k_row_without_final_answer(tmp_path: Path) -> None:
     )
     with pytest.raises(RecordError) as info:
         load_gsm8k_problems(path)
-    assert (info.value.where, info.value.field) == (f"{path} row 1", "answer")
+    assert (info.value.where, info.value.field) == (f"{path} line 2", "answer")
     errors: list[RecordError] = []
     kept = load_gsm8k_problems(path, skip_invalid=True, errors=errors)
     assert [t.id for t in kept] == ["gsm8k-gsm-0"]  # a local file's stem names its split
     assert [(e.where, e.field) for e in errors] == [
-        (f"{path} row 1", "answer"),
-        (f"{path} row 2", "answer"),
+        (f"{path} line 2", "answer"),
+        (f"{path} line 3", "answer"),
     ]
     assert "no '#### <final answer>' line" in str(errors[0])
     assert "nothing after '####'" in str(errors[1])
@@ -174,7 +267,7 @@ def test_gsm8k_model_solution_malformed(tmp_path: Path) -> None:
     bad = json.loads(json.dumps(good))
     bad["6b_verification"]["solution"] = None
     path = write_jsonl(tmp_path / "sol.jsonl", [good, bad])
-    with pytest.raises(RecordError, match=r"row 1: field '6b_verification.solution': missing"):
+    with pytest.raises(RecordError, match=r"line 2: field '6b_verification.solution': missing"):
         load_gsm8k_model_solutions(path)
     errors: list[RecordError] = []
     assert len(load_gsm8k_model_solutions(path, skip_invalid=True, errors=errors)) == 4
@@ -308,9 +401,9 @@ def test_math_shepherd_malformed_row(
     path = write_jsonl(tmp_path / "shepherd.jsonl", [SHEPHERD_GSM8K, bad])
     with pytest.raises(RecordError) as info:
         load_math_shepherd(path)
-    assert (info.value.where, info.value.field) == (f"{path} row 1", field)
+    assert (info.value.where, info.value.field) == (f"{path} line 2", field)
     assert problem in info.value.problem
-    assert f"{path} row 1: field '{field}'" in str(info.value)
+    assert f"{path} line 2: field '{field}'" in str(info.value)
 
 
 def test_math_shepherd_skip_invalid_reports(tmp_path: Path) -> None:
@@ -321,7 +414,7 @@ def test_math_shepherd_skip_invalid_reports(tmp_path: Path) -> None:
     last = len(bad_rows) + 1
     assert [t.id for t in kept] == ["math-shepherd-shepherd-0", f"math-shepherd-shepherd-{last}"]
     assert [(e.where, e.field) for e in errors] == [
-        (f"{path} row {i + 1}", p.values[1]) for i, p in enumerate(SHEPHERD_MALFORMED)
+        (f"{path} line {i + 2}", p.values[1]) for i, p in enumerate(SHEPHERD_MALFORMED)
     ]
 
 
@@ -393,7 +486,7 @@ def test_processbench_malformed_row(
     path = write_jsonl(tmp_path / "gsm8k.jsonl", [PB_RIGHT, bad])
     with pytest.raises(RecordError) as info:
         load_processbench(path)
-    assert (info.value.where, info.value.field) == (f"{path} row 1", field)
+    assert (info.value.where, info.value.field) == (f"{path} line 2", field)
     assert problem in info.value.problem
 
 
@@ -404,5 +497,5 @@ def test_processbench_skip_invalid_reports(tmp_path: Path) -> None:
     kept = load_processbench(path, skip_invalid=True, errors=errors)
     assert [t.id for t in kept] == ["processbench-gsm8k-0"]
     assert [(e.where, e.field) for e in errors] == [
-        (f"{path} row {i}", p.values[1]) for i, p in enumerate(PB_MALFORMED)
+        (f"{path} line {i + 1}", p.values[1]) for i, p in enumerate(PB_MALFORMED)
     ]

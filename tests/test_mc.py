@@ -8,6 +8,7 @@ for a few seconds covers real sampling: seeding, batching and the meter.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch
 from cpmi_lib import mc
 from cpmi_lib.answers import answers_equivalent
 from cpmi_lib.costs import CostMeter
+from cpmi_lib.logprob import SequenceTooLongError
 from cpmi_lib.mc import MCConfig, MCResult, StepValue, mc_rollouts, mc_step_values, prefix_prompts
 from cpmi_lib.sampling import SampleConfig
 from cpmi_lib.text_format import render_prompt, split_solution
@@ -160,6 +162,8 @@ def test_prefix_prompts_and_sampling_config(problem, monkeypatch):
         {"n_rollouts": 0},
         {"temperature": 0.0},
         {"temperature": -1.0},
+        {"temperature": math.inf},
+        {"temperature": math.nan},
         {"batch_size": 0},
         {"max_new_tokens": 0},
         {"template": "no placeholder"},
@@ -168,6 +172,27 @@ def test_prefix_prompts_and_sampling_config(problem, monkeypatch):
 def test_invalid_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         MCConfig(**kwargs)
+
+
+def test_prefixes_past_the_models_positions_are_refused_before_generating(tok, problem):
+    """Every prefix plus max_new_tokens must fit the model's positions; the limit itself fits."""
+    right = f"The answer is: {problem.answer}"
+    cfg = MCConfig(n_rollouts=2, max_new_tokens=64)
+    prompts = prefix_prompts(problem.question, problem.gold_steps, cfg.template)
+    longest = len(tok(prompts[-1]).input_ids)
+    model = ScriptedLM(tok, [right])
+    model.config = SimpleNamespace(max_position_embeddings=longest + 64)
+    result = mc_rollouts(model, tok, problem.question, problem.gold_steps, problem.answer, cfg)
+    assert [v.value for v in result.values] == [1.0, 1.0, 1.0]
+    model = ScriptedLM(tok, [right])
+    model.config = SimpleNamespace(max_position_embeddings=longest + 63)
+    with pytest.raises(
+        SequenceTooLongError,
+        match=rf"^prefix of step 3 \({longest} tokens\) \+ max_new_tokens \(64\) = "
+        rf"{longest + 64} tokens exceeds the model's limit of {longest + 63} positions$",
+    ):
+        mc_rollouts(model, tok, problem.question, problem.gold_steps, problem.answer, cfg)
+    assert model.call_rows == []  # nothing was generated
 
 
 def test_no_steps_is_refused(problem):

@@ -218,3 +218,29 @@ def test_choose_threshold_is_the_argmax_of_the_headline_ties_to_smallest():
 def test_choose_threshold_refuses_undefined_f1():
     with pytest.raises(ValueError, match="subset 'x'.*no erroneous or no all-correct"):
         choose_threshold({"x": [[0.9], [0.2]]}, {"x": [-1, -1]})
+
+
+@pytest.mark.parametrize("tau", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_threshold_is_refused(tau):
+    """A NaN τ compares false with every probability: it would predict 'no error' everywhere."""
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        evaluate_processbench({"a": [[0.9, 0.1], [0.9]]}, {"a": [1, -1]}, tau)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        predict_first_error([0.9, 0.1], tau)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_scores_are_named_not_blamed_on_the_grid(bad):
+    probs = {"a": [[0.9, 0.1], [0.9, 0.8]], "b": [[0.9], [0.7, bad]]}
+    truth = {"a": [1, -1], "b": [-1, -1]}
+    with pytest.raises(ValueError, match=r"subset 'b' item 1: step probabilities\[1\] is"):
+        choose_threshold(probs, truth)
+    with pytest.raises(ValueError, match=r"subset 'b' item 1: step probabilities\[1\] is"):
+        evaluate_processbench(probs, truth, 0.5)
+
+
+def test_choose_threshold_refuses_an_empty_subset_by_name():
+    with pytest.raises(ValueError, match="subset 'e' has no items"):
+        choose_threshold({"e": []}, {"e": []})
+    with pytest.raises(ValueError, match="subset 'e' has no items"):
+        choose_threshold({"a": [[0.9, 0.1], [0.9]], "e": []}, {"a": [1, -1], "e": []})

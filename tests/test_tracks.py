@@ -172,3 +172,31 @@ def test_make_track_picks_the_track(tmp_path, world_spec, tiny_lm_config, tiny_l
         "<cache>/worlds/"
     )
     assert hub.describe()["PRM backbone"] == "some/backbone"
+
+
+def test_hub_benchmark_keeps_all_solutions_of_a_problem_on_one_side(tmp_path):
+    """ProcessBench has several solutions per problem: τ chosen on one solution of a problem and
+    reported on another would leak, so dev and test are split by problem, not by item id."""
+    folder = tmp_path / "pb"
+    folder.mkdir()
+    rows = [
+        {
+            "id": f"gsm8k-{p}-{k}",
+            "generator": f"model-{k}",
+            "problem": f"What is {p} + 1?",
+            "steps": [f"{p} + 1 = {p + 1 + (k % 2)}.", "So that is it."],
+            "final_answer_correct": k % 2 == 0,
+            "label": -1 if k % 2 == 0 else 0,
+        }
+        for p in range(30)
+        for k in range(4)
+    ]
+    (folder / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    track = hub_track(
+        tmp_path, processbench=str(folder / "gsm8k.jsonl"), processbench_subsets=("gsm8k",)
+    )
+    dev, test = track.benchmark("dev")["gsm8k"], track.benchmark("test")["gsm8k"]
+    problems_dev, problems_test = {t.question for t in dev}, {t.question for t in test}
+    assert problems_dev and problems_test and not problems_dev & problems_test
+    assert len(dev) == 4 * len(problems_dev) and len(test) == 4 * len(problems_test)
+    assert len(dev) + len(test) == len(rows)

@@ -96,6 +96,11 @@ def test_stepwise_layout_is_lossless():
         ({"metadata": [1]}, "metadata", "object"),
         ({"id": None}, "id", "missing"),
         ({"colour": "red"}, "colour", "unknown field"),
+        ({"gold_answer": float("nan")}, "gold_answer", "must be a finite number, got nan"),
+        ({"gold_answer": float("-inf")}, "gold_answer", "must be a finite number, got -inf"),
+        ({"final_answer": float("inf")}, "final_answer", "must be a finite number, got inf"),
+        ({"gold_answer": " \t"}, "gold_answer", "empty or whitespace-only"),
+        ({"gold_answer": True}, "gold_answer", "must be a string"),
     ],
 )
 def test_malformed_record_names_where_and_field(overrides, field, problem):
@@ -149,6 +154,49 @@ def test_iter_is_lazy_and_stops_at_the_first_error(tmp_path):
         next(it)
 
 
+def test_lines_are_decoded_one_by_one(tmp_path):
+    """A byte-order mark at the start is ignored; a line that is not UTF-8 is an error of its own
+    and the lines around it are read as written."""
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps(make(id="a")).encode()
+        + b'\n{"id": "b\xff"}\n'
+        + json.dumps(make(id="c", question="Caf\u00e9?"), ensure_ascii=False).encode()
+    )
+    with pytest.raises(RecordError) as info:
+        read_trajectories(path)
+    assert str(info.value) == (
+        f"{path} line 2: field '<encoding>': not valid UTF-8 (byte 0xff at column 10: "
+        "invalid start byte)"
+    )
+    errors: list[RecordError] = []
+    kept = read_trajectories(path, skip_invalid=True, errors=errors)
+    assert [t.id for t in kept] == ["a", "c"] and kept[1].question == "Caf\u00e9?"
+    assert [(e.where, e.field) for e in errors] == [(f"{path} line 2", "<encoding>")]
+
+
+def test_gold_answers_are_judged_as_written(tmp_path):
+    """JSON NaN/Infinity are not answers; surrounding whitespace would change an answer's
+    log-probability, so it is stripped."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        json.dumps(make(id="a", gold_answer=" 7\n"))
+        + "\n"
+        + '{"id": "b", "question": "q", "steps": ["s"], "gold_answer": NaN}\n'
+        + '{"id": "c", "question": "q", "steps": ["s"], "gold_answer": 7, "final_answer": 7.5}\n'
+    )
+    errors: list[RecordError] = []
+    kept = read_trajectories(path, skip_invalid=True, errors=errors)
+    assert [(t.id, t.gold_answer, t.final_answer) for t in kept] == [
+        ("a", "7", "7"),
+        ("c", "7", "7.5"),
+    ]
+    assert [str(e) for e in errors] == [
+        f"{path} line 2: field 'gold_answer': must be a finite number, got nan"
+    ]
+
+
 def test_rows_errors_name_the_row():
     with pytest.raises(RecordError, match=r"hub:x row 1: field 'steps'"):
         trajectories_from_rows([make(), make(steps=[])], where="hub:x")
@@ -157,6 +205,8 @@ def test_rows_errors_name_the_row():
 def test_integer_ids_and_numeric_answers_are_normalised():
     t = Trajectory.from_dict(make(id=12, gold_answer=7, final_answer=7.5))
     assert (t.id, t.gold_answer, t.final_answer) == ("12", "7", "7.5")
+    direct = Trajectory(id=12, question="q", steps=["s"], gold_answer=" 7 ", final_answer=7)
+    assert (direct.id, direct.gold_answer, direct.final_answer) == ("12", "7", "7")
 
 
 def test_labels_and_first_error_convert_both_ways():

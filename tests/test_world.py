@@ -203,3 +203,22 @@ def test_world_files_round_trip(tmp_path):
     stamp = (out / "world.json").stat().st_mtime_ns
     build_world_files(spec, out)  # complete already: not rebuilt
     assert (out / "world.json").stat().st_mtime_ns == stamp
+
+
+def test_read_problems_names_file_line_and_field(tmp_path, tiny_world):
+    from cpmi_lib.records import RecordError
+    from cpmi_lib.world_data import read_problems, write_problems
+
+    problems = build_world(tiny_world, {"train": 3}, seed=0)["train"]
+    path = tmp_path / "problems-train.jsonl"
+    write_problems(path, problems)
+    assert [p.id for p in read_problems(path)] == [p.id for p in problems]
+    lines = path.read_text().splitlines(keepends=True)
+    row = json.loads(lines[1])
+    del row["question"]
+    path.write_text(lines[0] + json.dumps(row) + "\n" + lines[2])
+    with pytest.raises(RecordError, match=r"train\.jsonl line 2: field .question.: missing"):
+        read_problems(path)
+    path.write_text(lines[0] + "[1, 2]\n")
+    with pytest.raises(RecordError, match=r"line 2: field '<record>': not a world problem"):
+        read_problems(path)
