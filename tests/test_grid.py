@@ -4,6 +4,7 @@ notebook and the cell."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pandas as pd
@@ -136,3 +137,40 @@ def test_a_failing_notebook_names_itself_and_its_cell(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         grid.main(["--preset", "smoke", "--root", str(tmp_path), "--only", "broken"])
     assert exc.value.code == 1
+
+
+def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(
+    tmp_path, monkeypatch, capsys
+):
+    """Stage i of n and the grid's elapsed time on every line (papermill faked: no notebook runs);
+    a full run drops a stale results/headline.json, `only` keeps it to merge into."""
+    import cpmi_lib.report
+
+    ran = []
+    monkeypatch.setattr(grid.papermill, "execute_notebook", lambda nb, out, **kw: ran.append(out))
+    monkeypatch.setattr(cpmi_lib.report, "write_results_readme", lambda *args: None)
+    headline = tmp_path / "results" / "headline.json"
+    headline.parent.mkdir(parents=True)
+    headline.write_text("{}\n")
+
+    grid.run_grid("smoke", tmp_path, only=["build_data", "label_cost"])
+    assert headline.exists()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and lines[0] == "[grid:smoke 1/2] build_data ... (elapsed 0s)"
+    assert re.fullmatch(r"\[grid:smoke 1/2\] build_data done in \d+ s \(elapsed \d+s\)", lines[1])
+    assert re.fullmatch(r"\[grid:smoke 2/2\] label_cost \.\.\. \(elapsed \d+s\)", lines[2])
+    assert re.fullmatch(r"\[grid:smoke\] 2 notebooks in \d+s", lines[4])
+
+    grid.run_grid("smoke", tmp_path)
+    assert not headline.exists()
+    n = len(grid.NOTEBOOKS)
+    out = capsys.readouterr().out
+    assert f"[grid:smoke {n}/{n}] {grid.NOTEBOOKS[-1]} ..." in out
+    assert len(ran) == 2 + n
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (59.9, "59s"), (252, "4m12s"), (3723, "1h02m03s")]
+)
+def test_elapsed_time_reads_at_a_glance(seconds, text):
+    assert grid.format_elapsed(seconds) == text
