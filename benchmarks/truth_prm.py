@@ -1,0 +1,235 @@
+"""What does the truth PRM need to learn? Exact-truth PRMs under a few recipes (issue 10, item 1).
+
+Every PRM here learns from the exact step truth of the embedded world, so the label source is
+perfect and only the recipe varies: how many policy trajectories, whether corrupted gold
+solutions (the benchmark's kind of error) are mixed in, and how long it trains. Each is scored by
+the ProcessBench-style F1 on the world benchmark: τ and the recipe are to be chosen on the DEV
+benchmark (its F1 at its own τ is reported as ``dev_f1``); ``test_f1`` is the held-out number.
+
+Run: ``.venv/bin/python -m benchmarks.truth_prm [--recipes base mix ...]`` (the default LM must be
+trained or is trained first; sampling and each PRM take minutes on 2 CPU cores). Writes
+``results/benchmarks/truth_prm.{json,md}``; recipes already measured are kept, so a run can add
+recipes one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cpmi_lib.default_lm import DEFAULT_CACHE, ensure_default_lm
+from cpmi_lib.lm import load_lm
+from cpmi_lib.prm import encode_for_prm, load_prm, train_prm
+from cpmi_lib.prm_experiment import ExperimentConfig
+from cpmi_lib.processbench import choose_threshold, evaluate_processbench, first_errors
+from cpmi_lib.sampling import SampleConfig, sample_solutions
+from cpmi_lib.stats import auroc
+from cpmi_lib.text_format import render_prompt
+from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
+from cpmi_lib.world import corrupt
+from cpmi_lib.world_data import build_world_files, load_benchmark, read_problems
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "truth_prm"
+WORK = DEFAULT_CACHE / "bench-truth-prm"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training data and length of one truth PRM; the PRM settings are the experiment's."""
+
+    policy_problems: int = 600  # train problems, `samples` policy solutions each
+    samples: int = 2
+    corrupted: int = 0  # extra gold/corrupted solutions (half each) of further train problems
+    epochs: float | None = None  # None: the experiment's
+    patience: int | None = None
+    lr: float | None = None  # None: the experiment's
+
+
+RECIPES = {
+    "base": Recipe(),
+    "mix": Recipe(corrupted=1200),
+    "long": Recipe(epochs=12, patience=3),
+    "policy-2400": Recipe(policy_problems=2400),
+    "policy-6000": Recipe(policy_problems=6000),
+    "mix-long": Recipe(corrupted=1200, epochs=12, patience=3),
+    "mix-lr3e-4": Recipe(corrupted=1200, lr=3e-4, epochs=8, patience=3),
+    "mix-lr1e-4": Recipe(corrupted=1200, lr=1e-4, epochs=8, patience=3),
+    "mix-2400-long": Recipe(policy_problems=2400, corrupted=4800, epochs=12, patience=3),
+}
+
+
+@torch.no_grad()
+def lm_surprise(model, tok, trajs: list[Trajectory]) -> list[list[float]]:
+    """Per step, the policy LM's smallest probability of one of the step's own tokens given
+    everything before it: a verifier with no training at all. It shows how much of the step truth
+    the backbone already holds: a PRM far below it fails to read it out, not to know it."""
+    out = []
+    for t in trajs:
+        enc = encode_for_prm(tok, t.question, t.steps, trajectory_id=t.id)
+        ids = torch.tensor([enc.input_ids])
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        token_logp = logp.gather(1, ids[0, 1:, None])[:, 0]  # [k - 1]: log p(token k | < k)
+        begin = len(tok(render_prompt(t.question), add_special_tokens=True).input_ids)
+        scores = []
+        for end in enc.label_positions:  # step i: tokens begin..end (its separator included)
+            scores.append(float(token_logp[begin - 1 : end].min().exp()))
+            begin = end + 1
+        out.append(scores)
+    return out
+
+
+def _save(results: dict) -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recipes", nargs="*", default=["base", "mix", "long"], choices=RECIPES)
+    parser.add_argument(
+        "--lm-surprise", action="store_true", help="also score the untrained LM-surprise verifier"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    exp = ExperimentConfig()
+    biggest = max(
+        (RECIPES[r].policy_problems + RECIPES[r].corrupted for r in args.recipes), default=0
+    )
+    # A larger train split only extends the stream: dev, test and the first train problems are
+    # the default world's own (see `world.build_world`).
+    spec = replace(exp.world, sizes={**exp.world.sizes, "train": max(biggest, 2000)})
+    world = build_world_files(spec, WORK / f"world-{spec.key()}")
+    train_problems = read_problems(world / "problems-train.jsonl")
+    lm_dir = ensure_default_lm(exp.lm)
+    model, tok = load_lm(lm_dir)
+    bench = {split: load_benchmark(world, split) for split in ("dev", "test")}
+
+    def policy(split: str, n: int) -> list[Trajectory]:
+        path = WORK / f"policy-{spec.key()}-{split}-{n}x{exp.samples_per_problem}.jsonl"
+        if not path.exists():
+            problems = (
+                train_problems
+                if split == "train"
+                else read_problems(world / f"problems-{split}.jsonl")
+            )[:n]
+            cfg = SampleConfig(
+                n=exp.samples_per_problem,
+                temperature=exp.sample_temperature,
+                seed=exp.seed,
+                max_new_tokens=exp.sample_max_new_tokens,
+            )
+            write_trajectories(path, sample_solutions(model, tok, problems, cfg))
+        return read_trajectories(path)
+
+    def corrupted(start: int, n: int) -> list[Trajectory]:
+        rng = random.Random(exp.seed)
+        problems = train_problems[start : start + n]
+        return [
+            (corrupt(p, rng) or p.gold_trajectory()) if i % 2 else p.gold_trajectory()
+            for i, p in enumerate(problems)
+        ]
+
+    dev = policy("dev", exp.dev_problems)
+
+    def f1_of(step_probs: dict[str, dict[str, list[list[float]]]]) -> dict[str, object]:
+        truth = {
+            split: {k: first_errors(v) for k, v in items.items()} for split, items in bench.items()
+        }
+        tau = choose_threshold(step_probs["dev"], truth["dev"])
+        dev_res = evaluate_processbench(step_probs["dev"], truth["dev"], tau, n_resamples=200)
+        test_res = evaluate_processbench(step_probs["test"], truth["test"], tau, seed=exp.seed)
+        return {
+            "tau_from_dev": tau,
+            "dev_f1": dev_res.headline_f1,
+            "test_f1": test_res.headline_f1,
+            "test_f1_ci": list(test_res.headline_ci),
+            "test_subset_f1": {k: m.f1 for k, m in test_res.subsets.items()},
+        }
+
+    results = (
+        json.loads(OUT.with_suffix(".json").read_text())
+        if OUT.with_suffix(".json").exists()
+        else {}
+    )
+    if args.lm_surprise:
+        start = time.perf_counter()
+        probs = {
+            split: {k: lm_surprise(model, tok, v) for k, v in items.items()}
+            for split, items in bench.items()
+        }
+        results["lm-surprise (no training)"] = {
+            "recipe": None,
+            "train_trajectories": 0,
+            "train_steps": 0,
+            "best_dev_loss": None,
+            **f1_of(probs),
+            # the policy's own mistakes: steps of its dev samples against their exact truth
+            "policy_dev_step_auroc": auroc(
+                [x for scores in lm_surprise(model, tok, dev) for x in scores],
+                [int(x) for t in dev for x in t.step_labels],
+            ),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        print("lm-surprise", json.dumps(results["lm-surprise (no training)"]), flush=True)
+        _save(results)
+    for name in args.recipes:
+        recipe = RECIPES[name]
+        train = policy("train", recipe.policy_problems)
+        train += corrupted(recipe.policy_problems, recipe.corrupted)
+        cfg = exp.prm
+        if recipe.epochs is not None:
+            cfg = replace(cfg, epochs=recipe.epochs)
+        if recipe.lr is not None:
+            cfg = replace(cfg, lr=recipe.lr)
+        if recipe.patience is not None:
+            cfg = replace(cfg, patience=recipe.patience)
+        start = time.perf_counter()
+        out = WORK / "prms" / name
+        result = train_prm(
+            lm_dir,
+            [(t, [float(x) for x in t.step_labels]) for t in train],
+            [(t, [float(x) for x in t.step_labels]) for t in dev],
+            out,
+            cfg,
+        )
+        prm = load_prm(out)
+        probs = {
+            split: {k: prm.predict(v) for k, v in items.items()} for split, items in bench.items()
+        }
+        results[name] = {
+            "recipe": asdict(recipe),
+            "train_trajectories": len(train),
+            "train_steps": sum(t.n_steps for t in train),
+            "best_dev_loss": result.best_eval_loss,
+            **f1_of(probs),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        print(name, json.dumps(results[name]), flush=True)
+        _save(results)
+    rows = [
+        {
+            "recipe": name,
+            "train trajectories": r["train_trajectories"],
+            "train steps": r["train_steps"],
+            "best dev loss": "—" if r["best_dev_loss"] is None else f"{r['best_dev_loss']:.3f}",
+            "dev F1 (τ from dev)": r["dev_f1"],
+            "test F1 (95% CI)": f"{r['test_f1']:.3f} [{r['test_f1_ci'][0]:.3f}, "
+            f"{r['test_f1_ci'][1]:.3f}]",
+            "seconds": r["seconds"],
+        }
+        for name, r in results.items()
+    ]
+    OUT.with_suffix(".md").write_text(
+        pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f") + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
