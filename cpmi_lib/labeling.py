@@ -263,10 +263,11 @@ def _read_input(path: Path, method: str) -> tuple[list[_Item], str]:
     Records are read as `iter_trajectories` reads them; a duplicate id (after its first) and a
     missing gold answer are errors of that record too.
     """
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes()  # hashed and parsed from the same bytes: an edit cannot slip between
+    sha = hashlib.sha256(data).hexdigest()
     items: list[_Item] = []
     first_line: dict[str, int | None] = {}
-    for source in read_jsonl(path):
+    for source in read_jsonl(path, data):
         item = _Item(len(items), source.where)
         items.append(item)
         try:

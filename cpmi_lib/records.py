@@ -17,6 +17,7 @@ the line where each element starts; any other ``.json`` file is read as JSON Lin
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -125,10 +126,13 @@ def _decode_error(exc: UnicodeDecodeError, line: bytes) -> str:
     return f"not valid UTF-8 (byte 0x{byte} at column {column}: {exc.reason})"
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
-    """The records of a JSON Lines file, one a non-blank line, lazily, named ``PATH line N``."""
+def read_jsonl(path: str | os.PathLike[str], data: bytes | None = None) -> Iterator[SourceRecord]:
+    """The records of a JSON Lines file, one a non-blank line, lazily, named ``PATH line N``.
+
+    `data`, when given, is the file's content already read (e.g. to hash exactly the bytes that
+    are parsed); `path` then only names the records."""
     path = Path(path)
-    with path.open("rb") as f:
+    with path.open("rb") if data is None else io.BytesIO(data) as f:
         for lineno, line in enumerate(f, start=1):
             if lineno == 1 and line.startswith(_BOM):
                 line = line[len(_BOM) :]

@@ -535,3 +535,17 @@ def test_parquet_rows_are_named_by_index(tmp_path: Path) -> None:
     kept = load_processbench(path, skip_invalid=True)
     assert [t.id for t in kept] == ["processbench-gsm8k-0", "processbench-gsm8k-2"]
     assert kept[0].steps[1] == "1000000000"
+
+
+def test_read_jsonl_parses_the_bytes_it_is_given(tmp_path):
+    """A caller that hashes a file's bytes parses exactly those bytes, not a later edit."""
+    from cpmi_lib.records import read_jsonl
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "old"}\n\n{"id": 2}\n')
+    data = path.read_bytes()
+    path.write_bytes(b'{"id": "edited"}\n')
+    records = list(read_jsonl(path, data))
+    assert [r.value() for r in records] == [{"id": "old"}, {"id": 2}]
+    assert [r.where for r in records] == [f"{path} line 1", f"{path} line 3"]
+    assert [r.value() for r in read_jsonl(path)] == [{"id": "edited"}]
