@@ -44,8 +44,7 @@ WORK = DEFAULT_CACHE / "bench-truth-prm"
 class Recipe:
     """Training data and length of one truth PRM; the PRM settings are the experiment's."""
 
-    policy_problems: int = 600  # train problems, `samples` policy solutions each
-    samples: int = 2
+    policy_problems: int = 600  # train problems, the experiment's samples_per_problem each
     corrupted: int = 0  # extra gold/corrupted solutions (half each) of further train problems
     epochs: float | None = None  # None: the experiment's
     patience: int | None = None
