@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce test venv lint bench clean
+.PHONY: reproduce seeds test venv lint bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ reproduce: $(STAMP)
 	$(PY) -m cpmi_lib.grid --preset default
 	# results/prm_experiment.{json,md}: the summary the README shows, from the grid's cached stages
 	$(PY) -m cpmi_lib prm-experiment
+
+# Not part of reproduce: the default grid again for seeds 1 and 2 (each retrains both LMs), then
+# results/seeds.{json,md}: every headline number's spread across seeds next to its CI.
+seeds: $(STAMP)
+	$(PY) -m cpmi_lib.seeds
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks

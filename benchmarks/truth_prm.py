@@ -1,10 +1,12 @@
 """What does the truth PRM need to learn? Exact-truth PRMs under a few recipes (issue 10, item 1).
 
 Every PRM here learns from the exact step truth of the embedded world, so the label source is
-perfect and only the recipe varies: how many policy trajectories, whether corrupted gold
-solutions (the benchmark's kind of error) are mixed in, and how long it trains. Each is scored by
-the ProcessBench-style F1 on the world benchmark: τ and the recipe are to be chosen on the DEV
-benchmark (its F1 at its own τ is reported as ``dev_f1``); ``test_f1`` is the held-out number.
+perfect and only the recipe varies (all with the value-head PRM, `VALUE_HEAD_PRM`, which the
+experiment used before this diagnosis led to the surprise head): how many policy trajectories,
+whether corrupted gold solutions (the benchmark's kind of error) are mixed in, how long it trains.
+Each is scored by the ProcessBench-style F1 on the world benchmark: τ and the recipe are to be
+chosen on the DEV benchmark (its F1 at its own τ is reported as ``dev_f1``); ``test_f1`` is the
+held-out number.
 
 Run: ``.venv/bin/python -m benchmarks.truth_prm [--recipes base mix ...]`` (the default LM must be
 trained or is trained first; sampling and each PRM take minutes on 2 CPU cores). Writes
@@ -26,7 +28,7 @@ import torch
 
 from cpmi_lib.default_lm import DEFAULT_CACHE, ensure_default_lm
 from cpmi_lib.lm import load_lm
-from cpmi_lib.prm import encode_for_prm, load_prm, train_prm
+from cpmi_lib.prm import PRMConfig, encode_for_prm, load_prm, train_prm
 from cpmi_lib.prm_experiment import ExperimentConfig
 from cpmi_lib.processbench import choose_threshold, evaluate_processbench, first_errors
 from cpmi_lib.sampling import SampleConfig, sample_solutions
@@ -50,6 +52,10 @@ class Recipe:
     patience: int | None = None
     lr: float | None = None  # None: the experiment's
 
+
+#: The PRM recipe these rows measure: the value head the experiment used before issue 10 (its
+#: default is now the surprise head over the continued LM; see the README).
+VALUE_HEAD_PRM = PRMConfig(epochs=4, lr=1e-3, batch_size=16, threads=2, patience=2, head="value")
 
 RECIPES = {
     "base": Recipe(),
@@ -182,7 +188,7 @@ def main() -> None:
         recipe = RECIPES[name]
         train = policy("train", recipe.policy_problems)
         train += corrupted(recipe.policy_problems, recipe.corrupted)
-        cfg = exp.prm
+        cfg = VALUE_HEAD_PRM
         if recipe.epochs is not None:
             cfg = replace(cfg, epochs=recipe.epochs)
         if recipe.lr is not None:

@@ -394,8 +394,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_prm_experiment(args: argparse.Namespace) -> None:
+    from cpmi_lib.experiment_summary import run_experiment
     from cpmi_lib.presets import RESULT_ROOTS, experiment_config
-    from cpmi_lib.prm_experiment import run_experiment
 
     cfg = experiment_config(args.preset)
     sizes = {"train_problems": args.train_problems, "bon_problems": args.bon_problems}

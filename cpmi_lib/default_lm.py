@@ -117,9 +117,7 @@ def train_lm(cfg: LMTrainConfig, out_dir: str | os.PathLike[str], progress: bool
 def _train(cfg: LMTrainConfig, out: Path, progress: bool) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer = build_world_tokenizer()
-    problems = build_world(cfg.world, {"lm": cfg.n_train_problems}, seed=cfg.seed)["lm"]
-    k = len(cfg.templates)
-    data = [training_text_ids(tokenizer, p, cfg.templates[i % k]) for i, p in enumerate(problems)]
+    data = _training_data(tokenizer, cfg, cfg.n_train_problems, cfg.seed)
     model_cfg = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -134,19 +132,54 @@ def _train(cfg: LMTrainConfig, out: Path, progress: bool) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(model_cfg)
+    schedule = _Schedule(cfg.train_steps, cfg.lr, cfg.warmup_steps, cfg.weight_decay, cfg.seed)
+    return _fit(
+        model, tokenizer, data, cfg.batch_size, schedule, out, cfg.to_dict(), cfg.key(), progress
+    )
+
+
+def _training_data(
+    tokenizer: Any, cfg: LMTrainConfig, n: int, seed: int
+) -> list[tuple[list[int], int]]:
+    problems = build_world(cfg.world, {"lm": n}, seed=seed)["lm"]
+    k = len(cfg.templates)
+    return [training_text_ids(tokenizer, p, cfg.templates[i % k]) for i, p in enumerate(problems)]
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    steps: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    seed: int
+
+
+def _fit(
+    model: LlamaForCausalLM,
+    tokenizer: Any,
+    data: list[tuple[list[int], int]],
+    batch_size: int,
+    sched: _Schedule,
+    out: Path,
+    config: dict[str, Any],
+    key: str,
+    progress: bool,
+) -> Path:
+    """AdamW with linear warm-up and decay over length-bucketed batches; saves atomically."""
     model.train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
+        model.parameters(), lr=sched.lr, weight_decay=sched.weight_decay, betas=(0.9, 0.98)
     )
-    schedule = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.train_steps)
-    order_rng = random.Random(cfg.seed)
+    schedule = get_linear_schedule_with_warmup(optimizer, sched.warmup_steps, sched.steps)
+    order_rng = random.Random(sched.seed)
     batches: list[list[int]] = []
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(cfg.train_steps), desc="training default LM", disable=not progress)
+    bar = tqdm(range(sched.steps), desc=f"training LM {key}", disable=not progress)
     for step in bar:
         if not batches:
-            batches = _length_bucketed_batches(data, cfg.batch_size, order_rng)
+            batches = _length_bucketed_batches(data, batch_size, order_rng)
         idx = batches.pop()
         batch = _batch([data[i] for i in idx], tokenizer.pad_token_id)
         loss = model(**batch).loss
@@ -164,8 +197,8 @@ def _train(cfg: LMTrainConfig, out: Path, progress: bool) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     record = {
-        "config": cfg.to_dict(),
-        "key": cfg.key(),
+        "config": config,
+        "key": key,
         "train_seconds": time.perf_counter() - start,
         "parameters": sum(p.numel() for p in model.parameters()),
         "loss_curve": losses[:: max(1, len(losses) // 200)],
@@ -175,6 +208,81 @@ def _train(cfg: LMTrainConfig, out: Path, progress: bool) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # a directory with training.json is complete: an interrupted run leaves none
     return out
+
+
+@dataclass(frozen=True)
+class ContinuedLMConfig:
+    """An LM that starts from a trained default LM and trains on fresh gold solutions.
+
+    The embedded track's PRM backbone: the paper trains its PRM from a strong math model, and a
+    PRM can only judge arithmetic as well as its backbone knows it. Starting from the policy LM's
+    weights (as the paper's PRM starts from the policy model) and training it further on problems
+    the policy never saw gives a backbone that knows more arithmetic than the policy at a fraction
+    of the cost of a second LM. Every label source's PRM uses the same backbone.
+    """
+
+    parent: LMTrainConfig = field(default_factory=LMTrainConfig)
+    n_train_problems: int = 40_000
+    train_steps: int = 1000
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    seed: int = 1  # problems and batch order: not the parent's (0), so the data are new
+
+    def __post_init__(self) -> None:
+        if self.seed == self.parent.seed:
+            raise ValueError(
+                f"ContinuedLMConfig.seed must differ from the parent's ({self.parent.seed}): "
+                "the same seed would replay the parent's own training problems"
+            )
+        if self.train_steps < 1 or self.lr <= 0 or self.n_train_problems < 1:
+            raise ValueError(f"ContinuedLMConfig: steps, lr and problems must be positive: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> str:
+        blob = json.dumps({"recipe": RECIPE_VERSION, **self.to_dict()}, sort_keys=True)
+        return "c" + hashlib.sha256(blob.encode()).hexdigest()[:11]
+
+
+def continued_lm_dir(cfg: ContinuedLMConfig, cache: str | os.PathLike[str] = DEFAULT_CACHE) -> Path:
+    return Path(cache) / "models" / f"continued-lm-{cfg.key()}"
+
+
+def ensure_continued_lm(
+    cfg: ContinuedLMConfig,
+    cache: str | os.PathLike[str] = DEFAULT_CACHE,
+    progress: bool = True,
+) -> Path:
+    """The continued LM's directory, trained now (after its parent, if needed) unless cached."""
+    path = continued_lm_dir(cfg, cache)
+    if (path / "training.json").exists():
+        return path
+    parent = ensure_default_lm(cfg.parent, cache, progress)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.parent.threads)
+    try:
+        torch.manual_seed(cfg.seed)
+        tokenizer = build_world_tokenizer()
+        model = LlamaForCausalLM.from_pretrained(parent, dtype=torch.float32)
+        data = _training_data(tokenizer, cfg.parent, cfg.n_train_problems, cfg.seed)
+        schedule = _Schedule(
+            cfg.train_steps, cfg.lr, cfg.warmup_steps, cfg.parent.weight_decay, cfg.seed
+        )
+        record = {**cfg.to_dict(), "parent_dir": parent.name}
+        return _fit(
+            model,
+            tokenizer,
+            data,
+            cfg.parent.batch_size,
+            schedule,
+            path,
+            record,
+            cfg.key(),
+            progress,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def default_lm_dir(cfg: LMTrainConfig, cache: str | os.PathLike[str] = DEFAULT_CACHE) -> Path:

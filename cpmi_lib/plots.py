@@ -19,6 +19,7 @@ LABELER_COLORS = {
     "cpmi": "#1b9e77",
     "mc": "#d95f02",
     "truth": "#7570b3",
+    "position": "#e7298a",
     "majority": "#666666",
     "random": "#bbbbbb",
     "pass@n": "#000000",
@@ -168,4 +169,79 @@ def learning_curves(curves: dict[str, pd.DataFrame]) -> plt.Figure:
     ax.set_xlabel("epoch")
     ax.set_ylabel("binary cross-entropy (per labeled step)")
     ax.legend(fontsize=8)
+    return fig
+
+
+def budget_figure(table: pd.DataFrame, bon_column: str, majority: float) -> plt.Figure:
+    """PRM quality against the labeling seconds its labels cost (`instrument.budget_comparison`):
+    F1 and Best-of-N with CIs; truth labels cost nothing and sit at the left edge."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    x = table["label_seconds"].clip(lower=1.0)
+    bon_label = f"Best-of-{bon_column.removeprefix('bon')} accuracy"
+    for ax, col, label in ((axes[0], "f1", "first-error F1"), (axes[1], bon_column, bon_label)):
+        for (_, r), xi in zip(table.iterrows(), x, strict=True):
+            lo, hi = r[f"{col}_ci"]
+            ax.errorbar(
+                [xi],
+                [r[col]],
+                yerr=[[max(r[col] - lo, 0)], [max(hi - r[col], 0)]],
+                fmt="o" if r["set"] == "base" else "s",
+                ms=8,
+                capsize=3,
+                color=LABELER_COLORS.get(r["labels"]),
+                label=f"{r['labels']} labels, {r['set']} set ({r['trajectories']:,} traj.)",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("labeling wall-clock seconds (truth: free, shown at 1 s)")
+        ax.set_ylabel(f"{label} (95% CI)")
+    axes[1].axhline(
+        majority, color=LABELER_COLORS["majority"], ls="--", lw=1, label="majority vote"
+    )
+    axes[1].legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def data_curve(table: pd.DataFrame, bon_column: str, majority: float) -> plt.Figure:
+    """Truth-PRM F1 and Best-of-N against training trajectories (log scale), with CIs."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    bon_label = f"Best-of-{bon_column.removeprefix('bon')} accuracy"
+    for ax, col, label in ((axes[0], "f1", "first-error F1"), (axes[1], bon_column, bon_label)):
+        lo = table[f"{col}_ci"].map(lambda c: c[0])
+        hi = table[f"{col}_ci"].map(lambda c: c[1])
+        ax.errorbar(
+            table["trajectories"],
+            table[col],
+            yerr=_ci_errors(table[col], lo, hi),
+            marker="o",
+            capsize=3,
+            color=LABELER_COLORS["truth"],
+            label="PRM from exact truth",
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel("training trajectories")
+        ax.set_ylabel(f"{label} (95% CI)")
+    axes[1].axhline(
+        majority, color=LABELER_COLORS["majority"], ls="--", lw=1, label="majority vote"
+    )
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def within_position_bars(table: pd.DataFrame) -> plt.Figure:
+    """Step AUROC vs truth at each step position, one bar group per score source."""
+    rows = [
+        {"scores": r["scores"], "position": int(p), "AUROC": a}
+        for _, r in table.iterrows()
+        for p, a in r["per_position"].items()
+        if a is not None
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if not rows:  # e.g. a tiny run where no position has both right and wrong steps
+        ax.text(0.5, 0.5, "no step position has both right and wrong steps", ha="center")
+        return fig
+    sns.barplot(pd.DataFrame(rows), x="position", y="AUROC", hue="scores", ax=ax)
+    ax.axhline(0.5, color="#999999", ls=":", lw=1)
+    ax.set_xlabel("step index (0 = first step)")
+    ax.set_ylabel("step AUROC vs exact truth, within position")
+    ax.legend(fontsize=7, ncol=2)
     return fig

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cpmi_lib.cpmi import CPMIConfig
-from cpmi_lib.default_lm import LMTrainConfig
+from cpmi_lib.default_lm import ContinuedLMConfig, LMTrainConfig
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import ExperimentConfig
@@ -27,7 +27,10 @@ from cpmi_lib.tracks import HubSpec
 from cpmi_lib.world import WorldConfig
 from cpmi_lib.world_data import WorldSpec
 
-PRESET_NAMES = ("smoke", "default", "paper-smoke", "paper")
+#: The `seeds` check (`cpmi_lib.seeds`): the default experiment with other seeds of everything
+#: trained or sampled; seed 0 is the default itself.
+SEED_PRESETS = ("default-seed1", "default-seed2")
+PRESET_NAMES = ("smoke", "default", "paper-smoke", "paper", *SEED_PRESETS)
 REPO = Path(__file__).resolve().parents[1]
 #: Where each preset's results/ and figures/ go by default: the default run's are the committed
 #: ones, the smoke runs are scratch, and a paper run gets a folder of its own.
@@ -36,6 +39,7 @@ RESULT_ROOTS: dict[str, Path] = {
     "smoke": REPO / ".cache" / "smoke",
     "paper-smoke": REPO / ".cache" / "paper-smoke",
     "paper": REPO / "paper",
+    **{name: REPO / ".cache" / "seeds" / name for name in SEED_PRESETS},
 }
 COMMON_PARAMETERS = ("preset", "results_dir", "figures_dir")
 
@@ -51,10 +55,20 @@ _SMOKE_WORLD = WorldConfig(
 )
 
 
+def seeded(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """`cfg` with another seed for the world LM, the PRM backbone LM, the policy's samples,
+    the labels' randomness and the PRMs; the world (problems, benchmark) stays the same."""
+    lm = replace(cfg.lm, seed=seed)
+    prm_lm = cfg.prm_lm and replace(cfg.prm_lm, parent=lm, seed=seed + 1000)
+    return replace(cfg, lm=lm, prm_lm=prm_lm, prm=replace(cfg.prm, seed=seed), seed=seed)
+
+
 def experiment_config(preset: str) -> ExperimentConfig:
     """The experiment of a preset."""
     if preset == "default":
         return ExperimentConfig()
+    if preset in SEED_PRESETS:
+        return seeded(ExperimentConfig(), int(preset.rsplit("seed", 1)[1]))
     if preset == "paper":
         return ExperimentConfig(
             hub=HubSpec(),
@@ -65,7 +79,9 @@ def experiment_config(preset: str) -> ExperimentConfig:
             cpmi=CPMIConfig(templates=PROMPT_TEMPLATES),
             n_negatives=4,
             mc=MCConfig(n_rollouts=8, max_new_tokens=512),
-            prm=PRMConfig(epochs=2, lr=2e-5, batch_size=8, bf16=True, patience=2),
+            prm_lm=None,  # the hub track's PRM backbone is HubSpec.prm_backbone
+            # the paper's recipe: the whole backbone fine-tuned with a value head
+            prm=PRMConfig(epochs=2, lr=2e-5, batch_size=8, bf16=True, patience=2, head="value"),
             bon_problems=500,
             bon_pool=64,
             bon_ns=(1, 4, 16, 64),
@@ -75,22 +91,26 @@ def experiment_config(preset: str) -> ExperimentConfig:
             experiment_config("smoke"), hub=HubSpec.embedded(("short", "medium", "long"))
         )
     if preset == "smoke":
+        lm = LMTrainConfig(
+            world=_SMOKE_WORLD,
+            n_train_problems=2000,
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=1,
+            num_heads=2,
+            train_steps=150,
+            batch_size=32,
+            warmup_steps=20,
+        )
         return ExperimentConfig(
             world=WorldSpec(
                 world=_SMOKE_WORLD,
-                sizes={"train": 40, "dev": 90, "test": 90},
+                sizes={"train": 60, "dev": 90, "test": 90},
                 benchmark_per_subset=10,
             ),
-            lm=LMTrainConfig(
-                world=_SMOKE_WORLD,
-                n_train_problems=2000,
-                hidden_size=64,
-                intermediate_size=128,
-                num_layers=1,
-                num_heads=2,
-                train_steps=150,
-                batch_size=32,
-                warmup_steps=20,
+            lm=lm,
+            prm_lm=ContinuedLMConfig(
+                parent=lm, n_train_problems=500, train_steps=30, warmup_steps=5
             ),
             train_problems=30,
             dev_problems=10,
@@ -98,8 +118,10 @@ def experiment_config(preset: str) -> ExperimentConfig:
             cpmi=CPMIConfig(templates=PROMPT_TEMPLATES),
             n_negatives=2,
             mc=MCConfig(n_rollouts=2, max_new_tokens=60),
-            prm=PRMConfig(epochs=1, lr=1e-3, batch_size=16, threads=2),
+            prm=PRMConfig(head="surprise", epochs=2, lr=1e-3, batch_size=16, threads=2),
             bon_problems=10,
+            bon_dev_problems=10,
+            curve_sizes=(20, 40),
             bon_pool=4,
             bon_ns=(1, 2, 4),
         )
@@ -114,6 +136,7 @@ _DEFAULT_NOTEBOOKS: dict[str, dict[str, Any]] = {
     "train_prm": {},
     "processbench": {},
     "best_of_n": {},
+    "instrument": {},
     "ablations": {
         "n_trajectories": 300,
         "negatives_grid": [0, 1, 2, 4, 8],
@@ -131,4 +154,5 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _SMOKE_NOTEBOOKS,
     "paper-smoke": _SMOKE_NOTEBOOKS,
     "paper": _DEFAULT_NOTEBOOKS,
+    **{name: _DEFAULT_NOTEBOOKS for name in SEED_PRESETS},
 }

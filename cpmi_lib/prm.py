@@ -33,7 +33,9 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file as load_safetensors
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForTokenClassification,
     AutoTokenizer,
     EarlyStoppingCallback,
@@ -45,6 +47,13 @@ from transformers import (
     set_seed,
 )
 
+from cpmi_lib.prm_features import (
+    SURPRISE_FEATURES,
+    FeatureCollator,
+    StepHead,
+    StepSpans,
+    step_features,
+)
 from cpmi_lib.prm_targets import TARGET_TRANSFORMS, TargetTransform
 from cpmi_lib.text_format import DEFAULT_TEMPLATE, STEP_SEPARATOR, render_prompt
 from cpmi_lib.trajectory import RecordError, Trajectory
@@ -53,6 +62,8 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 PRM_FILE = "prm.json"
+HEADS = ("value", "surprise")
+BACKBONE_DIR = "backbone"  # the surprise head's frozen LM, saved beside the head
 
 
 # ------------------------------------------------------------------------------------ config
@@ -88,6 +99,11 @@ class PRMConfig:
     threads: int | None = None  # torch CPU threads while training; None leaves the setting
     target: str = "truth"  # the target transform's name, for the record
     target_params: dict[str, Any] = field(default_factory=dict)
+    #: "value": a scalar head at each step's last token, fine-tuned with the whole backbone (the
+    #: paper's recipe). "surprise": a small MLP over the frozen backbone's per-step token surprise
+    #: and last hidden state (`cpmi_lib.prm_features`), which learns where "value" does not.
+    head: str = "value"
+    head_hidden: int = 64  # the surprise head's MLP width (0: logistic regression)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1:
@@ -99,6 +115,10 @@ class PRMConfig:
         if self.max_length < 2:
             raise ValueError(f"PRMConfig: max_length must be >= 2, got {self.max_length}")
         render_prompt("x", self.template)  # raises if the template has no {question}
+        if self.head not in HEADS:
+            raise ValueError(f"PRMConfig.head must be one of {HEADS}, got {self.head!r}")
+        if self.head_hidden < 0:
+            raise ValueError(f"PRMConfig.head_hidden must be >= 0, got {self.head_hidden}")
         if self.target not in TARGET_TRANSFORMS:
             raise ValueError(
                 f"PRMConfig.target must be a target transform name "
@@ -130,6 +150,7 @@ class EncodedTrajectory:
     label_positions: list[int]
     n_steps_kept: int
     truncated: bool
+    n_prompt_tokens: int  # the first step starts here
 
 
 def encode_for_prm(
@@ -153,6 +174,7 @@ def encode_for_prm(
         tokenizer(render_prompt(question, template), add_special_tokens=True).input_ids
     )
     sep_ids: list[int] = list(tokenizer(separator, add_special_tokens=False).input_ids)
+    n_prompt = len(ids)
     positions: list[int] = []
     for i, step in enumerate(steps):
         span = list(tokenizer(step, add_special_tokens=False).input_ids) + sep_ids
@@ -166,10 +188,10 @@ def encode_for_prm(
                     f"the prompt ({len(ids)} tokens) and the first step ({len(span)} tokens) "
                     f"exceed max_length={max_length}; raise max_length or shorten the question",
                 )
-            return EncodedTrajectory(ids, positions, i, True)
+            return EncodedTrajectory(ids, positions, i, True, n_prompt)
         ids += span
         positions.append(len(ids) - 1)
-    return EncodedTrajectory(ids, positions, len(steps), False)
+    return EncodedTrajectory(ids, positions, len(steps), False, n_prompt)
 
 
 def build_prm_features(
@@ -210,7 +232,9 @@ def build_prm_features(
         labels = [float(IGNORE_INDEX)] * len(enc.input_ids)
         for pos, y in zip(enc.label_positions, targets, strict=False):
             labels[pos] = float(y)
-        rows.append({"input_ids": enc.input_ids, "labels": labels})
+        rows.append(
+            {"input_ids": enc.input_ids, "labels": labels, "n_prompt_tokens": enc.n_prompt_tokens}
+        )
     return rows, n_truncated
 
 
@@ -370,6 +394,38 @@ def load_backbone(
     return model
 
 
+def load_causal_lm(
+    path: str | os.PathLike[str], tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedModel:
+    """The backbone as a frozen causal LM in eval mode (the surprise head's feature extractor)."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def _surprise_rows(lm: PreTrainedModel, rows: list[dict[str, list]]) -> list[dict[str, Any]]:
+    """Token-level PRM rows → per-step feature rows ``{"features": [S, D], "labels": [S]}``."""
+    spans = [
+        step_spans(
+            r["input_ids"],
+            [i for i, y in enumerate(r["labels"]) if y != IGNORE_INDEX],
+            r["n_prompt_tokens"],
+        )
+        for r in rows
+    ]
+    features = step_features(lm, spans)
+    return [
+        {"features": f, "labels": [y for y in r["labels"] if y != IGNORE_INDEX]}
+        for f, r in zip(features, rows, strict=True)
+    ]
+
+
+def step_spans(input_ids: list[int], ends: Sequence[int], n_prompt: int) -> StepSpans:
+    """Step i runs from just after step i-1's last token (the prompt's, for the first step)."""
+    return StepSpans(input_ids, [n_prompt] + [e + 1 for e in ends[:-1]], list(ends))
+
+
 def train_prm(
     backbone: str | os.PathLike[str],
     train: Sequence[tuple[Trajectory, Sequence[float]]],
@@ -420,7 +476,20 @@ def _train(
     dev_rows, n_trunc_dev = build_prm_features(tokenizer, dev, *enc, split="dev")
     train_targets = [[y for y in r["labels"] if y != IGNORE_INDEX] for r in train_rows]
     pos_weight = compute_pos_weight(train_targets) if cfg.pos_weight else None
-    model = load_backbone(backbone, tokenizer, cfg.seed)
+    frozen_lm: PreTrainedModel | None = None
+    model: torch.nn.Module
+    collator: Any
+    if cfg.head == "surprise":
+        frozen_lm = load_causal_lm(backbone, tokenizer)
+        train_rows = _surprise_rows(frozen_lm, train_rows)
+        dev_rows = _surprise_rows(frozen_lm, dev_rows)
+        set_seed(cfg.seed)
+        model = StepHead(train_rows[0]["features"].shape[1], cfg.head_hidden)
+        model.fit_scaler([r["features"] for r in train_rows])
+        collator = FeatureCollator(float(IGNORE_INDEX))
+    else:
+        model = load_backbone(backbone, tokenizer, cfg.seed)
+        collator = PRMCollator(tokenizer.pad_token_id)
 
     strategy = "epoch" if cfg.eval_steps is None else "steps"
     args = TrainingArguments(
@@ -459,7 +528,7 @@ def _train(
     trainer = PRMTrainer(
         model=model,
         args=args,
-        data_collator=PRMCollator(tokenizer.pad_token_id),
+        data_collator=collator,
         train_dataset=train_rows,
         eval_dataset=dev_rows,
         processing_class=tokenizer,
@@ -490,6 +559,8 @@ def _train(
         learning_curve=curve,
     )
     trainer.save_model(str(out))  # the best checkpoint (restored at the end) + tokenizer
+    if frozen_lm is not None and trainer.args.should_save:
+        frozen_lm.save_pretrained(out / BACKBONE_DIR)  # the PRM directory is self-contained
     record = {
         "config": cfg.to_dict(),
         "backbone": str(backbone),
@@ -507,7 +578,7 @@ def _train(
         (out / PRM_FILE).write_text(json.dumps(record, indent=2, default=str))
         if not cfg.keep_checkpoints:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    result.model = ProcessRewardModel(trainer.model, tokenizer, cfg, record)
+    result.model = ProcessRewardModel(trainer.model, tokenizer, cfg, record, backbone=frozen_lm)
     return result
 
 
@@ -534,12 +605,20 @@ class ProcessRewardModel:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: torch.nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         config: PRMConfig,
         record: dict[str, Any] | None = None,
+        *,
+        backbone: PreTrainedModel | None = None,
     ) -> None:
+        if (config.head == "surprise") != (backbone is not None):
+            raise ValueError(
+                f"a PRM with head {config.head!r} needs "
+                + ("its frozen backbone LM" if config.head == "surprise" else "no backbone")
+            )
         self.model = model.eval()
+        self.backbone = backbone.eval() if backbone is not None else None
         self.tokenizer = tokenizer
         self.config = config
         self.record = record or {}
@@ -584,6 +663,15 @@ class ProcessRewardModel:
                     raise RecordError(f"trajectory {t.id!r}", "steps", msg)
                 log.warning("%s; the rest get the last kept step's probability", msg)
             encoded.append(e)
+        kept = (
+            self._value_probs(encoded, batch_size)
+            if self.backbone is None
+            else self._surprise_probs(encoded, batch_size)
+        )
+        # steps beyond max_length get the last kept step's probability
+        return [p + [p[-1]] * (t.n_steps - len(p)) for p, t in zip(kept, trajectories, strict=True)]
+
+    def _value_probs(self, encoded: list[EncodedTrajectory], batch_size: int) -> list[list[float]]:
         collate = PRMCollator(self.tokenizer.pad_token_id)
         out: list[list[float]] = []
         for start in range(0, len(encoded), batch_size):
@@ -594,10 +682,26 @@ class ProcessRewardModel:
                 attention_mask=batch["attention_mask"].to(self.device),
             ).logits.squeeze(-1)
             probs = torch.sigmoid(logits.float()).cpu()
-            for row, e in enumerate(chunk):
-                p = probs[row, e.label_positions].tolist()
-                n_total = len(trajectories[start + row].steps)
-                out.append(p + [p[-1]] * (n_total - len(p)))
+            out += [probs[row, e.label_positions].tolist() for row, e in enumerate(chunk)]
+        return out
+
+    def _surprise_probs(
+        self, encoded: list[EncodedTrajectory], batch_size: int
+    ) -> list[list[float]]:
+        assert self.backbone is not None
+        spans = [step_spans(e.input_ids, e.label_positions, e.n_prompt_tokens) for e in encoded]
+        features = step_features(self.backbone, spans, batch_size)
+        out: list[list[float]] = []
+        for start in range(0, len(features), batch_size):
+            batch = FeatureCollator()(
+                [{"features": f} for f in features[start : start + batch_size]]
+            )
+            logits = self.model(features=batch["features"].to(self.device)).logits.squeeze(-1)
+            probs = torch.sigmoid(logits.float()).cpu()
+            out += [
+                probs[row, : len(f)].tolist()
+                for row, f in enumerate(features[start : start + batch_size])
+            ]
         return out
 
 
@@ -612,8 +716,13 @@ def load_prm(
     record = json.loads(record_path.read_text())
     config = PRMConfig.from_dict(record["config"])
     tokenizer = load_prm_tokenizer(path)
-    model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if config.head == "surprise":
+        backbone = load_causal_lm(path / BACKBONE_DIR, tokenizer).to(device)
+        head = StepHead(backbone.config.hidden_size + len(SURPRISE_FEATURES), config.head_hidden)
+        head.load_state_dict(load_safetensors(path / "model.safetensors"))
+        return ProcessRewardModel(head.to(device), tokenizer, config, record, backbone=backbone)
+    model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32)
     model.to(device)
     return ProcessRewardModel(model, tokenizer, config, record)

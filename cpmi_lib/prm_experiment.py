@@ -13,9 +13,9 @@ suite call these stages one by one; ``python -m cpmi_lib prm-experiment`` runs t
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,16 +23,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves, compare
+from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves
 from cpmi_lib.costs import CostMeter
 from cpmi_lib.cpmi import CPMIConfig, cpmi_step_scores
-from cpmi_lib.default_lm import DEFAULT_CACHE, LMTrainConfig
+from cpmi_lib.default_lm import DEFAULT_CACHE, ContinuedLMConfig, LMTrainConfig
 from cpmi_lib.label_runs import LABEL_FORMAT
 from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs, trajectory_seed
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.negatives import hard_negatives
+from cpmi_lib.position_control import PositionLabeler, cross_fit_scores
 from cpmi_lib.prm import PRMConfig, load_prm, train_prm
 from cpmi_lib.prm_targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
 from cpmi_lib.processbench import (
@@ -56,7 +56,31 @@ PRM_LABELS: dict[str, tuple[str, str]] = {
     "cpmi": ("cpmi", "zsig"),
     "mc": ("mc", "mc_soft"),
     "truth": ("truth", "truth"),
+    # the floor: a labeler that knows only (step index, number of steps), fit on train truth
+    "position": ("position", "mc_soft"),
 }
+#: Label sources that need the exact step truth (embedded track only).
+NEEDS_TRUTH = ("truth", "position")
+#: Training-set sizes a PRM name can carry: ``source`` (the base set), ``source@budget`` (the
+#: budget-matched set, `cpmi_lib.instrument`) or ``source@<n>`` (its first n trajectories).
+BASE, BUDGET = "base", "budget"
+
+
+def parse_prm_name(name: str) -> tuple[str, str | int]:
+    """``"truth@1200"`` → ("truth", 1200); ``"cpmi@budget"`` → ("cpmi", "budget");
+    ``"mc"`` → ("mc", "base")."""
+    source, _, size = name.partition("@")
+    if source not in PRM_LABELS:
+        raise ValueError(
+            f"unknown PRM label source {source!r} in {name!r}; known: {list(PRM_LABELS)}"
+        )
+    if not size:
+        return source, BASE
+    if size == BUDGET:
+        return source, BUDGET
+    if size.isdigit() and int(size) > 0:
+        return source, int(size)
+    raise ValueError(f"PRM name {name!r}: the size after '@' must be 'budget' or a positive count")
 
 
 @dataclass(frozen=True)
@@ -67,8 +91,13 @@ class ExperimentConfig:
     ``"embedded"``.
     """
 
-    world: WorldSpec = field(default_factory=WorldSpec)
+    #: 10,000 train problems: the budget-matched CPMI set draws from beyond the base set's 600.
+    world: WorldSpec = field(
+        default_factory=lambda: WorldSpec(sizes={"train": 10_000, "dev": 600, "test": 1000})
+    )
     lm: LMTrainConfig = field(default_factory=LMTrainConfig)
+    #: The embedded track's PRM backbone: the policy LM trained further (None: the policy LM).
+    prm_lm: ContinuedLMConfig | None = field(default_factory=ContinuedLMConfig)
     hub: HubSpec | None = None
     train_problems: int = 600
     dev_problems: int = 150
@@ -79,12 +108,23 @@ class ExperimentConfig:
     n_negatives: int = 4
     mc: MCConfig = field(default_factory=lambda: MCConfig(n_rollouts=8, max_new_tokens=160))
     prm: PRMConfig = field(
-        default_factory=lambda: PRMConfig(epochs=4, lr=1e-3, batch_size=16, threads=2, patience=2)
+        default_factory=lambda: PRMConfig(
+            head="surprise", epochs=10, lr=1e-3, batch_size=32, threads=2, patience=3
+        )
     )
     bon_problems: int = 200
+    #: Dev problems of the Best-of-N pool on which each PRM's aggregation is chosen.
+    bon_dev_problems: int = 150
     bon_pool: int = 16
     bon_ns: tuple[int, ...] = (1, 2, 4, 8, 16)
+    #: Learning curve of the truth PRM: these training-set sizes (trajectories) and the
+    #: budget-matched set's.
+    curve_sizes: tuple[int, ...] = (150, 300, 1200, 4800)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prm_lm is not None and self.prm_lm.parent != self.lm:
+            raise ValueError("ExperimentConfig.prm_lm must continue `lm` (prm_lm.parent == lm)")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -95,7 +135,8 @@ class ExperimentConfig:
     def data_key(self) -> str:
         """What the samples and labels depend on: everything but the PRM's training settings."""
         d = self.to_dict()
-        del d["prm"]
+        for name in ("prm", "prm_lm", "curve_sizes"):  # PRM-side settings only
+            del d[name]
         d["label_format"] = LABEL_FORMAT  # a label file of another format cannot be resumed
         return _hash(d)
 
@@ -121,7 +162,7 @@ class Experiment:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        self.track: Track = make_track(cfg.hub, cfg.world, cfg.lm, cache)
+        self.track: Track = make_track(cfg.hub, cfg.world, cfg.lm, cache, cfg.prm_lm)
 
     # ------------------------------------------------------------------ inputs
     def lm(self) -> tuple[Any, Any]:
@@ -130,8 +171,9 @@ class Experiment:
 
     @property
     def prm_names(self) -> tuple[str, ...]:
-        """The PRMs this track can train: truth only where the step truth is known."""
-        return tuple(n for n in PRM_LABELS if n != "truth" or self.track.step_truth)
+        """The PRMs of the main tables, on the base training set: truth and position only where
+        the step truth is known."""
+        return tuple(n for n in PRM_LABELS if n not in NEEDS_TRUTH or self.track.step_truth)
 
     @property
     def reference_name(self) -> str:
@@ -141,26 +183,37 @@ class Experiment:
     # ------------------------------------------------------------------ stages
     def policy_samples(self, split: str) -> Path:
         """The policy's sampled solutions of `split` problems: graded exactly on the embedded
-        track, by final answer on the hub."""
+        track, by final answer on the hub. ``"extra"``: the train problems after the base set's,
+        as many as the budget-matched CPMI set needs (`cpmi_lib.instrument.plan_budget`)."""
         out = self.data_dir / f"policy-{split}.jsonl"
         if _done(out):
             return out
-        n = {"train": self.cfg.train_problems, "dev": self.cfg.dev_problems}[split]
-        problems = self.track.problems(split, n)
+        if split == "extra":
+            first = self.cfg.train_problems
+            problems = self.track.problems("train", first + self.budget_plan()["extra_problems"])
+            problems = problems[first:]
+        else:
+            n = {"train": self.cfg.train_problems, "dev": self.cfg.dev_problems}[split]
+            problems = self.track.problems(split, n)
         model, tok = self.lm()
         cfg = SampleConfig(
             n=self.cfg.samples_per_problem,
             temperature=self.cfg.sample_temperature,
-            seed=self.cfg.seed,
+            seed=self.cfg.seed + (1000 if split == "extra" else 0),
             max_new_tokens=self.cfg.sample_max_new_tokens,
+            batch_size=64,
         )
         write_trajectories(out, sample_solutions(model, tok, problems, cfg))
         return out
 
     def labels(self, labeler: str, split: str) -> Path:
-        """CPMI or MC labels of the policy samples of `split` (resumable)."""
+        """CPMI, MC or position labels of the policy samples of `split` (resumable)."""
         out = self.data_dir / f"labels-{labeler}-{split}.jsonl"
         trajs = self.policy_samples(split)
+        if labeler == "position":
+            if not _done(out):
+                self._write_position_labels(out, read_trajectories(trajs))
+            return out
         model, tok = self.lm()
         cfg = LabelConfig(
             method=labeler,
@@ -172,21 +225,91 @@ class Experiment:
         label_file(model, tok, self.track.model_path, trajs, out, cfg, resume=True)
         return out
 
+    def position_labeler(self) -> PositionLabeler:
+        """The position-only labeler, fit on the exact truth of the base training set."""
+        return PositionLabeler.fit(read_trajectories(self.policy_samples("train")))
+
+    def _write_position_labels(self, out: Path, trajs: list[Trajectory]) -> None:
+        records = self.position_labeler().label_records(trajs)
+        tmp = out.with_suffix(".partial")
+        with tmp.open("w") as f:
+            for r in records:
+                f.write(json.dumps(r, allow_nan=False) + "\n")
+        tmp.replace(out)
+
+    def budget_plan(self) -> dict[str, Any]:
+        """The equal-budget plan: the wall-clock seconds MC took on the base training set (its
+        own cost meter) and how many trajectories CPMI labels in that time at the rate it
+        labeled the base set, rounded down to whole problems and capped by the world's train
+        split. Cached: decided once from the first run's measured seconds, so reruns reuse the
+        same data."""
+        out = self.data_dir / "budget.json"
+        if _done(out):
+            return json.loads(out.read_text())
+        mc = total_costs(read_labels(self.labels("mc", "train")))
+        cpmi = total_costs(read_labels(self.labels("cpmi", "train")))
+        n_base = len(read_trajectories(self.policy_samples("train")))
+        per_trajectory = cpmi.wall_seconds / n_base
+        spp = self.cfg.samples_per_problem
+        available = len(self.track.problems("train", 10**9)) * spp  # the whole train split
+        wanted = int(mc.wall_seconds / per_trajectory) // spp * spp
+        n_cpmi = max(n_base, min(wanted, available))
+        plan = {
+            "mc_seconds": mc.wall_seconds,
+            "mc_trajectories": n_base,
+            "mc_rollouts": self.cfg.mc.n_rollouts,
+            "cpmi_seconds_base": cpmi.wall_seconds,
+            "cpmi_seconds_per_trajectory": per_trajectory,
+            "cpmi_trajectories": n_cpmi,
+            "capped_by_world": wanted > available,
+            "extra_problems": max(0, math.ceil((n_cpmi - n_base) / spp)),
+        }
+        out.write_text(json.dumps(plan, indent=2) + "\n")
+        return plan
+
+    def training_trajectories(self, size: str | int) -> list[Trajectory]:
+        """The base set, the budget-matched set (base + extra, `plan_budget`) or the first n of
+        the budget-matched set (so a smaller set is always a prefix of a larger one)."""
+        base = read_trajectories(self.policy_samples("train"))
+        if size == BASE or (isinstance(size, int) and size <= len(base)):
+            return base if size == BASE else base[: int(size)]
+        n = self.budget_plan()["cpmi_trajectories"] if size == BUDGET else int(size)
+        extra = read_trajectories(self.policy_samples("extra"))
+        if n > len(base) + len(extra):
+            raise ValueError(
+                f"{n} training trajectories asked, {len(base) + len(extra)} sampled (base + extra)"
+            )
+        return (base + extra)[:n]
+
     def training_pairs(self, prm_name: str, split: str) -> list[tuple[Trajectory, list[float]]]:
-        """(trajectory, raw per-step scores) of a split for the PRM named `prm_name`."""
-        self._check_prm(prm_name)
-        labeler, target = PRM_LABELS[prm_name]
-        trajs = read_trajectories(self.policy_samples(split))
-        records = [] if labeler == "truth" else read_labels(self.labels(labeler, split))
+        """(trajectory, raw per-step scores) of a split for the PRM named `prm_name` (the dev
+        split is the same for every size)."""
+        source, size = self._check_prm(prm_name)
+        labeler, target = PRM_LABELS[source]
+        if split == "dev":
+            trajs = read_trajectories(self.policy_samples("dev"))
+            records = [] if labeler == "truth" else read_labels(self.labels(labeler, "dev"))
+        else:
+            trajs = self.training_trajectories(size)
+            records = []
+            if labeler != "truth":
+                records = read_labels(self.labels(labeler, "train"))
+                if len(trajs) > len(records):
+                    records += read_labels(self.labels(labeler, "extra"))
+                records = records[: len(trajs)]
         scores = scores_for_trajectories(trajs, records, SCORE_FIELD[target])
         return list(zip(trajs, scores, strict=True))
 
-    def _check_prm(self, prm_name: str) -> None:
-        if prm_name not in self.prm_names:
+    def _check_prm(self, prm_name: str) -> tuple[str, str | int]:
+        source, size = parse_prm_name(prm_name)
+        if source in NEEDS_TRUTH and not self.track.step_truth:
             raise ValueError(
-                f"unknown PRM {prm_name!r} on this track; known: {self.prm_names}"
-                + ("" if self.track.step_truth else " (no exact step truth on the hub track)")
+                f"PRM {prm_name!r} needs exact step labels (no exact step truth on the hub "
+                f"track); known here: {self.prm_names}"
             )
+        if source in ("mc", "position") and size != BASE:
+            raise ValueError(f"PRM {prm_name!r}: {source} labels exist for the base set only")
+        return source, size
 
     def train(self, prm_name: str) -> Path:
         """Train (or reuse) the PRM of `prm_name`; targets fitted on the training split only."""
@@ -194,7 +317,7 @@ class Experiment:
         out = self.dir / f"prm-{prm_name}"
         if (out / "prm.json").exists():
             return out
-        _, target = PRM_LABELS[prm_name]
+        _, target = PRM_LABELS[parse_prm_name(prm_name)[0]]
         transform = make_target_transform(target)
         train_raw = self.training_pairs(prm_name, "train")
         dev_raw = self.training_pairs(prm_name, "dev")
@@ -231,29 +354,33 @@ class Experiment:
         out.write_text(json.dumps(result, indent=2))
         return result
 
-    def bon_pool(self) -> Path:
-        """`bon_pool` sampled solutions for each of `bon_problems` test problems."""
-        out = self.data_dir / "bon-pool.jsonl"
+    def bon_pool(self, split: str = "test") -> Path:
+        """`bon_pool` sampled solutions for each of `bon_problems` test problems (or of
+        `bon_dev_problems` dev problems, where each PRM's aggregation is chosen)."""
+        out = self.data_dir / ("bon-pool.jsonl" if split == "test" else f"bon-pool-{split}.jsonl")
         if _done(out):
             return out
-        problems = self.track.problems("test", self.cfg.bon_problems)
+        n = {"test": self.cfg.bon_problems, "dev": self.cfg.bon_dev_problems}[split]
+        problems = self.track.problems(split, n)
         model, tok = self.lm()
         cfg = SampleConfig(
             n=self.cfg.bon_pool,
             temperature=self.cfg.sample_temperature,
-            seed=self.cfg.seed + 1,
+            seed=self.cfg.seed + (1 if split == "test" else 2),
             max_new_tokens=self.cfg.sample_max_new_tokens,
             batch_size=64,
         )
         write_trajectories(out, sample_solutions(model, tok, problems, cfg))
         return out
 
-    def best_of_n(self, prm_name: str) -> pd.DataFrame:
+    def best_of_n(self, prm_name: str, split: str = "test") -> pd.DataFrame:
         """Best-of-N curves of one PRM over the shared pool (paired across PRMs and N)."""
-        out = self.dir / f"bon-{prm_name}.pkl"
+        out = self.dir / (
+            f"bon-{prm_name}.pkl" if split == "test" else f"bon-{split}-{prm_name}.pkl"
+        )
         if _done(out):
             return pd.read_pickle(out)
-        trajs = read_trajectories(self.bon_pool())
+        trajs = read_trajectories(self.bon_pool(split))
         probs = self.predict(prm_name, trajs)
         pools: dict[str, list[Candidate]] = {}
         for t, p in zip(trajs, probs, strict=True):
@@ -266,6 +393,13 @@ class Experiment:
         )
         curves.to_pickle(out)
         return curves
+
+    def bon_method(self, prm_name: str) -> str:
+        """The PRM's selection method (``prm:<agg>`` or ``prm-vote:<agg>``) with the best
+        Best-of-N accuracy at the largest N on the DEV pool (ties: the first in the table)."""
+        dev = self.best_of_n(prm_name, "dev")
+        top = dev[(dev["n"] == max(self.cfg.bon_ns)) & dev["method"].str.startswith("prm")]
+        return str(top.loc[top["accuracy"].idxmax(), "method"])
 
     def example(self, index: int = 0, problem_id: str | None = None) -> Trajectory:
         """A training sample of the policy to explore step by step: the `index`-th one with a
@@ -331,7 +465,9 @@ class Experiment:
 
     def label_quality(self) -> dict[str, Any]:
         """CPMI vs MC on the same training steps, and each against the reference labels (MC
-        is not scored against itself on the hub track)."""
+        is not scored against itself on the hub track), next to the position-only labeler's
+        out-of-fold scores (embedded track): the AUROC a source gets for knowing only where a
+        step is."""
         df = self.step_scores("train")
         truth = df["reference"].tolist()
         out: dict[str, Any] = {
@@ -340,11 +476,15 @@ class Experiment:
             "share_correct": float(np.mean(truth)),
         }
         out["cpmi_vs_mc"] = rank_correlations(df["cpmi"], df["mc"])
-        for name in ("cpmi", "gold_term", "neg_term", "mc"):
-            scores = df[name].tolist()
-            if name == "mc" and not self.track.step_truth:
-                out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": "MC is the reference"}
+        if self.track.step_truth:  # the floor: out-of-fold position-only scores
+            trajs = read_trajectories(self.policy_samples("train"))
+            df["position"] = [x for row in cross_fit_scores(trajs, seed=self.cfg.seed) for x in row]
+        for name in ("cpmi", "gold_term", "neg_term", "mc", "position"):
+            if not self.track.step_truth and name in ("mc", "position"):
+                why = "MC is the reference" if name == "mc" else "needs the exact step truth"
+                out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": why}
                 continue
+            scores = df[name].tolist()
             if len(set(truth)) < 2:  # e.g. a policy that never gets a step right
                 out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": "one class only"}
                 continue
@@ -398,130 +538,3 @@ class Experiment:
             return {**out, "auroc": None, "ci": None}
         lo, hi = auroc_ci(scores, truth, seed=self.cfg.seed)
         return {**out, "auroc": auroc(scores, truth), "ci": [lo, hi]}
-
-    def summary(self, mcnemar_method: str = "prm:min") -> dict[str, Any]:
-        """Everything the README reports, with CIs and paired tests."""
-        curves = {name: self.best_of_n(name) for name in self.prm_names}
-        bon = {}
-        for name, df in curves.items():
-            bon[name] = [
-                {
-                    "method": r.method,
-                    "n": int(r.n),
-                    "accuracy": r.accuracy,
-                    "ci": [r.ci_low, r.ci_high],
-                }
-                for r in df.itertuples(index=False)
-            ]
-        tests = {}
-        for a, b in itertools.combinations(self.prm_names, 2):
-            tests[f"{a}_vs_{b}"] = {
-                n: compare(curves[a], mcnemar_method, curves[b], mcnemar_method, n).to_dict()
-                for n in self.cfg.bon_ns
-            }
-        costs = {
-            lab: total_costs(read_labels(self.labels(lab, "train"))).to_dict()
-            for lab in ("cpmi", "mc")
-        }
-        return {
-            "config_key": self.cfg.key(),
-            "config": self.cfg.to_dict(),
-            "track": self.track.describe(),
-            "processbench": {name: self.processbench(name) for name in self.prm_names},
-            "best_of_n": bon,
-            "mcnemar_method": mcnemar_method,
-            "mcnemar": tests,
-            "label_quality": self.label_quality(),
-            "labeling_costs_train": costs,
-        }
-
-
-def summary_markdown(summary: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> str:
-    """The tables the README shows, from a summary (so the README's numbers are this run's)."""
-
-    def ci(x: float, lo: float, hi: float) -> str:
-        return f"{x:.3f} [{lo:.3f}, {hi:.3f}]"
-
-    pb = summary["processbench"]
-    subsets = list(next(iter(pb.values()))["test"]["subsets"])
-    lines = [
-        "| PRM trained on | F1 (95% CI), τ from dev | "
-        + " | ".join(f"{s} F1" for s in subsets)
-        + " | τ | oracle-τ F1 (upper bound) |",
-        "| --- | --- | " + " | ".join("---:" for _ in subsets) + " | ---: | ---: |",
-    ]
-    for name, r in pb.items():
-        t = r["test"]
-        cells = [f"{t['subsets'][s]['f1']:.3f}" for s in subsets]
-        lines.append(
-            f"| {name} labels | {ci(t['headline_f1'], *t['headline_ci'])} | "
-            + " | ".join(cells)
-            + f" | {r['threshold_from_dev']:.2f} | {r['test_oracle']['headline_f1']:.3f} |"
-        )
-    methods = ("prm:min", "prm:last", "prm-vote:min", "majority", "random", "pass@n")
-    lines += [
-        "",
-        "| Best-of-N accuracy (95% CI) | " + " | ".join(f"N = {n}" for n in ns) + " |",
-        "| --- | " + " | ".join("---" for _ in ns) + " |",
-    ]
-    for name, rows in summary["best_of_n"].items():
-        by = {(r["method"], r["n"]): r for r in rows}
-        for m in methods:
-            if m in ("majority", "random", "pass@n") and name != "cpmi":
-                continue  # the same for every PRM (one shared pool)
-            label = f"{name} PRM, {m}" if m.startswith("prm") else m
-            cells = [ci(by[(m, n)]["accuracy"], *by[(m, n)]["ci"]) for n in ns]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"| exact McNemar, {summary['mcnemar_method']} | "
-        + " | ".join(f"N = {n}: table, p" for n in ns)
-        + " |",
-        "| --- | " + " | ".join("---" for _ in ns) + " |",
-    ]
-    for pair, by_n in summary["mcnemar"].items():
-        cells = [f"{by_n[str(n)]['table']}, p = {by_n[str(n)]['p_value']:.3f}" for n in ns]
-        lines.append(f"| {pair.replace('_', ' ')} | " + " | ".join(cells) + " |")
-    q = summary["label_quality"]
-    lines += [
-        "",
-        f"Label quality on the {q['n_steps']:,} training steps "
-        f"({q['share_correct']:.1%} right by the {q['reference']}): Spearman ρ(CPMI, MC) = "
-        f"{q['cpmi_vs_mc']['spearman_rho']:.3f}, Kendall τ = "
-        f"{q['cpmi_vs_mc']['kendall_tau']:.3f}.",
-        "",
-        f"| step-level AUROC vs {q['reference']} | AUROC (95% CI) |",
-        "| --- | --- |",
-    ]
-    for key, label in [
-        ("auroc_cpmi", "CPMI"),
-        ("auroc_gold_term", "CPMI gold term only"),
-        ("auroc_neg_term", "CPMI negative term only (sign flipped)"),
-        ("auroc_mc", "MC value"),
-    ]:
-        a = q[key]
-        value = ci(a["auroc"], *a["ci"]) if a["auroc"] is not None else a.get("why", "undefined")
-        lines.append(f"| {label} | {value} |")
-    return "\n".join(lines) + "\n"
-
-
-def run_experiment(cfg: ExperimentConfig | None = None, out: Path | None = None) -> dict[str, Any]:
-    """All stages; writes the summary JSON (default `results/prm_experiment.json`) and its
-    Markdown tables beside it."""
-    torch.set_num_threads(2)
-    exp = Experiment(cfg or ExperimentConfig())
-    for name in exp.prm_names:
-        exp.train(name)
-    summary = exp.summary()
-    out = out or Path(__file__).resolve().parents[1] / "results" / "prm_experiment.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    summary = json.loads(out.read_text())  # JSON keys (N as strings), as readers will see them
-    out.with_suffix(".md").write_text(summary_markdown(summary, cfg_ns(cfg)))
-    return summary
-
-
-def cfg_ns(cfg: ExperimentConfig | None) -> tuple[int, ...]:
-    """The two largest N of the Best-of-N curves, for the tables."""
-    ns = (cfg or ExperimentConfig()).bon_ns
-    return tuple(sorted(ns)[-2:])

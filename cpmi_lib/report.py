@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from cpmi_lib.headline import FILENAME as HEADLINE_FILE
+from cpmi_lib.headline import Headline, read_headline
+
 
 def _fmt_ci(x: float, lo: float | None, hi: float | None) -> str:
     if lo is None or pd.isna(lo):
@@ -37,6 +40,144 @@ def write_results_readme(
     claims = pd.read_csv(tables / "label_cost_vs_paper.csv")
     for row in claims.itertuples(index=False):
         lines.append(f"| CPMI vs MC: {row.claim} | {row.paper:+.0%} | {row.measured:+.1%} | — |")
+    headline_path = results / HEADLINE_FILE
+    if headline_path.exists():
+        headline = read_headline(headline_path)
+        lines += _headline_rows(headline, figures, rel)
+        lines += _instrument_notes(headline)
+    else:
+        lines += _table_rows(tables, figures, rel)
+    lines += ["", "## Tables", ""]
+    lines += [f"- [`{p.stem}`](tables/{p.name})" for p in sorted(tables.glob("*.md"))]
+    lines += ["", "## Figures", ""]
+    lines += [f"- [`{p.stem}`]({rel}/{p.name})" for p in sorted(figures.glob("*.png"))]
+    out = results / "README.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+#: The headline numbers the claims table shows, in order: (name, claim, figure). Names with a
+#: ``{n}`` take the largest Best-of-N.
+HEADLINE_CLAIMS = (
+    ("truth_prm_f1", "PRM from exact truth: ProcessBench-style F1 (τ from dev)", "processbench_f1"),
+    ("cpmi_prm_f1", "PRM from CPMI labels: F1", "processbench_f1"),
+    ("mc_prm_f1", "PRM from MC labels: F1", "processbench_f1"),
+    ("position_prm_f1", "PRM from position-only labels (floor): F1", "processbench_f1"),
+    ("truth_prm_bon{n}", "truth PRM: Best-of-{n} (aggregation chosen on dev)", "best_of_n_truth"),
+    ("majority_bon{n}", "majority vote: Best-of-{n}", "best_of_n_truth"),
+    ("random_bon{n}", "random pick: Best-of-{n}", "best_of_n_truth"),
+    ("truth_prm_vs_majority_p", "truth PRM vs majority: exact McNemar p", "best_of_n_truth"),
+    ("cpmi_auroc_vs_truth", "CPMI labels: step AUROC vs exact truth", "auroc_within_position"),
+    (
+        "cpmi_auroc_vs_truth_within_position",
+        "CPMI labels: step AUROC within step position",
+        "auroc_within_position",
+    ),
+    ("mc_auroc_vs_truth", "MC labels: step AUROC vs exact truth", "auroc_within_position"),
+    (
+        "position_auroc_vs_truth",
+        "position-only labels: step AUROC vs exact truth",
+        "auroc_within_position",
+    ),
+    (
+        "budget_mc_seconds",
+        "equal budget: MC's labeling seconds (base set)",
+        "budget_quality_vs_seconds",
+    ),
+    ("budget_mc_trajectories", "equal budget: MC's trajectories", "budget_quality_vs_seconds"),
+    (
+        "budget_cpmi_trajectories",
+        "equal budget: CPMI's trajectories in MC's time",
+        "budget_quality_vs_seconds",
+    ),
+    ("budget_mc_prm_f1", "equal budget: F1 of the MC PRM", "budget_quality_vs_seconds"),
+    ("budget_cpmi_prm_f1", "equal budget: F1 of the CPMI PRM", "budget_quality_vs_seconds"),
+    (
+        "budget_cpmi_vs_mc_p",
+        "equal budget: CPMI vs MC PRM, Best-of-N exact McNemar p",
+        "budget_quality_vs_seconds",
+    ),
+)
+
+
+def _bon_n(headline: dict[str, Headline]) -> int | None:
+    ns = [int(k[len("truth_prm_bon") :]) for k in headline if k.startswith("truth_prm_bon")]
+    return max(ns) if ns else None
+
+
+def _headline_rows(headline: dict[str, Headline], figures: Path, rel: str) -> list[str]:
+    """The claims table's rows read from `results/headline.json` (the same numbers)."""
+    n = _bon_n(headline)
+    rows = []
+    for key, claim, figure in HEADLINE_CLAIMS:
+        name = key.format(n=n)
+        if name not in headline:
+            continue
+        h = headline[name]
+        value = _fmt_ci(h.value, *(h.ci or (None, None)))
+        if name.startswith("budget_") and name.endswith(("seconds", "trajectories")):
+            value = f"{h.value:,.0f}"
+        elif name.endswith("_p"):
+            value = f"{h.value:.3g}"
+        rows.append(
+            f"| {claim.format(n=n)} | — | {value} (n = {h.n:,}) | {_link(figures, rel, figure)} |"
+        )
+    return rows
+
+
+def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
+    """What the instrument can and cannot tell, read off the same numbers."""
+    n = _bon_n(headline)
+    get = headline.get
+    out = ["", "## What this run can and cannot tell", ""]
+    truth, majority, p = (
+        get("truth_prm_f1"),
+        get(f"majority_bon{n}"),
+        get("truth_prm_vs_majority_p"),
+    )
+    bon = get(f"truth_prm_bon{n}")
+    if truth is not None:
+        verdict = "reaches" if truth.value >= 0.80 else "misses"
+        out.append(
+            f"- **Sensitivity.** The PRM trained on exact truth {verdict} the 0.80 F1 bar "
+            f"({truth.value:.3f})."
+        )
+    if bon is not None and majority is not None and p is not None:
+        gap = bon.value - majority.value
+        sig = "significant" if p.value < 0.05 else "not significant"
+        out.append(
+            f"  Its Best-of-{n} is {gap * 100:+.1f} points over majority vote (exact McNemar "
+            f"p = {p.value:.3g}, {sig} at 0.05): the instrument can rank label sources by the "
+            "PRMs they train only as far as such gaps exceed the CIs."
+        )
+    pos, cpmi = get("position_auroc_vs_truth"), get("cpmi_auroc_vs_truth")
+    within = get("cpmi_auroc_vs_truth_within_position")
+    if pos is not None and cpmi is not None:
+        out.append(
+            f"- **Position.** Knowing only where a step is scores AUROC {pos.value:.3f}; CPMI "
+            f"scores {cpmi.value:.3f} pooled"
+            + (f" and {within.value:.3f} within step position" if within is not None else "")
+            + ". A pooled AUROC below the position labeler's says nothing about the steps "
+            "themselves."
+        )
+    cf, mf, bp = get("budget_cpmi_prm_f1"), get("budget_mc_prm_f1"), get("budget_cpmi_vs_mc_p")
+    if cf is not None and mf is not None and bp is not None:
+        out.append(
+            f"- **Equal budget.** In MC's labeling time CPMI labeled "
+            f"{get('budget_cpmi_trajectories').value:,.0f} trajectories vs MC's "
+            f"{get('budget_mc_trajectories').value:,.0f}; their PRMs score F1 {cf.value:.3f} vs "
+            f"{mf.value:.3f} (Best-of-{n} McNemar p = {bp.value:.3g})."
+        )
+    out.append(
+        "- **Scope.** CIs resample problems, not the training of the models: see "
+        "`seeds.md` (`make seeds`) for the spread across seeds, where it has been run."
+    )
+    return out
+
+
+def _table_rows(tables: Path, figures: Path, rel: str) -> list[str]:
+    """Claims rows from the notebooks' tables (runs without a headline file)."""
+    lines: list[str] = []
     pb = pd.read_csv(tables / "processbench.csv")
     head = pb[pb["subset"] == "mean (headline)"].set_index("PRM")
     for prm in head.index:
@@ -66,10 +207,4 @@ def write_results_readme(
             f"{_fmt_ci(r['AUROC'], r['CI low'], r['CI high'])} | "
             f"{_link(figures, rel, 'label_quality_roc')} |"
         )
-    lines += ["", "## Tables", ""]
-    lines += [f"- [`{p.stem}`](tables/{p.name})" for p in sorted(tables.glob("*.md"))]
-    lines += ["", "## Figures", ""]
-    lines += [f"- [`{p.stem}`]({rel}/{p.name})" for p in sorted(figures.glob("*.png"))]
-    out = results / "README.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return lines

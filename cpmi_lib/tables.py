@@ -71,6 +71,7 @@ QUALITY_SCORES = {
     "gold_term": "CPMI gold term",
     "neg_term": "CPMI −negative term",
     "mc": "MC value",
+    "position": "position only (cross-fitted)",
 }
 
 

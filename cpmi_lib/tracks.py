@@ -21,7 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm
+from cpmi_lib.default_lm import (
+    ContinuedLMConfig,
+    LMTrainConfig,
+    ensure_continued_lm,
+    ensure_default_lm,
+)
 from cpmi_lib.lm import load_lm
 from cpmi_lib.loaders import load_gsm8k_problems, load_processbench
 from cpmi_lib.trajectory import Trajectory
@@ -178,9 +183,24 @@ class EmbeddedTrack(Track):
     def model_path(self) -> str:
         return str(self.default_lm_dir())
 
+    def __init__(
+        self,
+        world: WorldSpec,
+        lm: LMTrainConfig,
+        cache: Path,
+        prm_lm: ContinuedLMConfig | None = None,
+    ):
+        super().__init__(world, lm, cache)
+        if prm_lm is not None and prm_lm.parent != lm:
+            raise ValueError("the PRM backbone LM must continue the policy LM (its parent)")
+        self.prm_lm = prm_lm
+
     @property
     def prm_backbone(self) -> str:
-        return self.model_path
+        """The policy LM itself, or the LM continued from it (trained on first use)."""
+        if self.prm_lm is None:
+            return self.model_path
+        return str(ensure_continued_lm(self.prm_lm, cache=self.cache))
 
     def problems(self, split: str, n: int) -> list[Problem | Trajectory]:
         _check_split(split, POLICY_SPLITS)
@@ -279,9 +299,14 @@ class HubTrack(Track):
 
 
 def make_track(
-    hub: HubSpec | None, world: WorldSpec, lm: LMTrainConfig, cache: str | os.PathLike[str]
+    hub: HubSpec | None,
+    world: WorldSpec,
+    lm: LMTrainConfig,
+    cache: str | os.PathLike[str],
+    prm_lm: ContinuedLMConfig | None = None,
 ) -> Track:
-    """The hub track when `hub` is given, else the embedded one."""
+    """The hub track when `hub` is given (its PRM backbone is `hub.prm_backbone`), else the
+    embedded one (PRM backbone: `prm_lm`, or the policy LM when None)."""
     if hub is None:
-        return EmbeddedTrack(world, lm, Path(cache))
+        return EmbeddedTrack(world, lm, Path(cache), prm_lm)
     return HubTrack(hub, world, lm, Path(cache))

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from cpmi_lib.default_lm import (
+    ContinuedLMConfig,
     LMTrainConfig,
+    continued_lm_dir,
     default_lm_dir,
+    ensure_continued_lm,
     ensure_default_lm,
     train_lm,
     training_record,
@@ -122,3 +125,29 @@ def test_quality_report_is_consistent(tiny_lm, test_problems):
     assert 0.0 <= q.greedy_accuracy <= 1.0
     assert q.greedy_accuracy_ci95[0] <= q.greedy_accuracy <= q.greedy_accuracy_ci95[1]
     assert 0.0 <= q.mixed_rate <= 1.0 and q.greedy_mean_steps >= 0
+
+
+def test_continued_lm_starts_from_its_parent_and_is_cached(
+    tiny_lm_dir, tiny_lm_cache, tiny_lm_config
+):
+    """The PRM backbone LM: the parent's weights, trained further on new problems; cached."""
+    cfg = ContinuedLMConfig(parent=tiny_lm_config, n_train_problems=100, train_steps=3, seed=7)
+    path = ensure_continued_lm(cfg, cache=tiny_lm_cache, progress=False)
+    assert path == continued_lm_dir(cfg, tiny_lm_cache) and path != tiny_lm_dir
+    parent, _ = load_lm(tiny_lm_dir)
+    child, _ = load_lm(path)
+    diffs = [
+        (x - y).abs().max().item()
+        for x, y in zip(parent.state_dict().values(), child.state_dict().values(), strict=True)
+    ]
+    # 3 small steps from the parent: changed, but close (a fresh init would be far away)
+    assert 0 < max(diffs) < 0.05
+    rec = training_record(path)
+    assert rec["config"]["parent"]["train_steps"] == tiny_lm_config.train_steps
+    assert rec["key"] == cfg.key() and rec["config"]["parent_dir"] == tiny_lm_dir.name
+    stamp = (path / "training.json").stat().st_mtime_ns
+    assert ensure_continued_lm(cfg, cache=tiny_lm_cache, progress=False) == path
+    assert (path / "training.json").stat().st_mtime_ns == stamp
+    assert ContinuedLMConfig(parent=tiny_lm_config, train_steps=4, seed=7).key() != cfg.key()
+    with pytest.raises(ValueError, match="must differ from the parent's"):
+        ContinuedLMConfig(parent=tiny_lm_config, seed=tiny_lm_config.seed)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from cpmi_lib import grid
+from cpmi_lib.headline import read_headline
 from cpmi_lib.lm import _looks_like_hub_id
 from cpmi_lib.presets import (
     COMMON_PARAMETERS,
@@ -31,7 +32,18 @@ EXPECTED_TABLES = {
     "processbench",
     "best_of_n",
     "best_of_n_mcnemar",
+    "budget_comparison",
+    "budget_mcnemar",
+    "truth_prm_data_curve",
+    "auroc_within_position",
     "ablations",
+}
+#: Tables that need the exact step truth: the paper track has none.
+TRUTH_ONLY = {
+    "truth_prm_data_curve",
+    "auroc_within_position",
+    "best_of_n_truth",
+    "best_of_n_position",
 }
 EXPECTED_FIGURES = {
     "explore_single_problem",
@@ -41,6 +53,10 @@ EXPECTED_FIGURES = {
     "best_of_n_cpmi",
     "best_of_n_mc",
     "best_of_n_truth",
+    "best_of_n_position",
+    "budget_quality_vs_seconds",
+    "truth_prm_data_curve",
+    "auroc_within_position",
     "ablations",
 }
 
@@ -104,14 +120,16 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch):
     assert EXPECTED_FIGURES <= figures
     readme = (tmp_path / "results" / "README.md").read_text()
     assert "labeling time" in readme and "-84%" in readme
+    headline = read_headline(tmp_path / "results" / "headline.json")
+    assert {"truth_prm_f1", "budget_mc_seconds", "budget_cpmi_trajectories"} <= set(headline)
 
     # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas
     paper = tmp_path / "paper-smoke"
     executed = grid.run_grid("paper-smoke", paper)
     assert [p.stem for p in executed] == list(grid.NOTEBOOKS)
     tables, figures = _grid_outputs(paper)
-    assert EXPECTED_TABLES <= tables
-    assert EXPECTED_FIGURES - {"best_of_n_truth"} <= figures and "best_of_n_truth" not in figures
+    assert EXPECTED_TABLES - TRUTH_ONLY <= tables and not TRUTH_ONLY & tables
+    assert EXPECTED_FIGURES - TRUTH_ONLY <= figures and not TRUTH_ONLY & figures
     processbench = pd.read_csv(paper / "results" / "tables" / "processbench.csv")
     assert set(processbench["PRM"]) == {"cpmi", "mc"}
     assert set(processbench["subset"]) >= {"short", "medium", "long", "mean (headline)"}

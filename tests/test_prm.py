@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
 from cpmi_lib.prm import (
+    BACKBONE_DIR,
     IGNORE_INDEX,
     PRM_FILE,
     PRMCollator,
@@ -23,11 +24,14 @@ from cpmi_lib.prm import (
     compute_pos_weight,
     encode_for_prm,
     load_backbone,
+    load_causal_lm,
     load_prm,
     load_prm_tokenizer,
     prm_bce_loss,
+    step_spans,
     train_prm,
 )
+from cpmi_lib.prm_features import StepHead, step_features
 from cpmi_lib.prm_targets import TargetTransform, make_target_transform
 from cpmi_lib.text_format import DEFAULT_TEMPLATE, STEP_SEPARATOR, render_prompt
 from cpmi_lib.trajectory import RecordError, Trajectory
@@ -337,3 +341,93 @@ def test_train_prm_refuses_bad_input(tiny_lm_dir, traj, tmp_path):
     with pytest.raises(ValueError, match="warmup_ratio"):
         PRMConfig(warmup_ratio=1.5)
     assert DEFAULT_TEMPLATE == PRMConfig().template
+
+
+# ------------------------------------------------------------------------- the surprise head
+
+SURPRISE = replace(CFG, head="surprise", head_hidden=16, lr=1e-2, epochs=6, patience=3)
+
+
+def test_step_features_equal_a_one_trajectory_reference(tiny_lm, tok):
+    """Batched, padded features == token log-probabilities computed one trajectory at a time."""
+    lm, _ = tiny_lm
+    lm.config.pad_token_id = tok.pad_token_id
+    trajs = [STEPS, STEPS[:1], ["Ava has 9 - 2 = 7 apples.", "Ava has 7 + 7 = 14 apples."]]
+    encs = [encode_for_prm(tok, QUESTION, s) for s in trajs]
+    spans = [step_spans(e.input_ids, e.label_positions, e.n_prompt_tokens) for e in encs]
+    batched = step_features(lm, spans, batch_size=3)
+    for enc, got in zip(encs, batched, strict=True):
+        ids = enc.input_ids
+        with torch.no_grad():
+            out = lm(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        logits, hidden = out.logits[0].double(), out.hidden_states[-1][0]
+        begin = enc.n_prompt_tokens
+        for i, end in enumerate(enc.label_positions):
+            lps, margins = [], []
+            for k in range(begin, end + 1):  # every token of the step, given all before it
+                logp = torch.log_softmax(logits[k - 1], -1)
+                lps.append(float(logp[ids[k]]))
+                margins.append(float(logp[ids[k]] - logp.max()))
+            want = [min(lps), sum(lps) / len(lps), min(margins), sum(margins) / len(margins)]
+            assert got[i, :4].tolist() == pytest.approx(want, abs=1e-4)
+            assert torch.allclose(got[i, 4:], hidden[end], atol=1e-5)
+            begin = end + 1
+    assert [len(f) for f in batched] == [3, 1, 2]
+
+
+def test_step_head_standardizes_with_training_statistics():
+    head = StepHead(3, hidden=0)
+    head.fit_scaler([torch.tensor([[1.0, 2.0, 5.0], [3.0, 2.0, 7.0]])])
+    assert head.mean.tolist() == [2.0, 2.0, 6.0]
+    assert head.std[0].item() == pytest.approx(2**0.5, rel=1e-6) and head.std[1].item() == 1.0
+
+
+@pytest.fixture(scope="module")
+def trained_surprise(tiny_lm_dir, data, tmp_path_factory):
+    train, dev = data
+    out = tmp_path_factory.mktemp("prm-surprise")
+    return train_prm(tiny_lm_dir, train, dev, out, SURPRISE)
+
+
+@pytest.mark.slow
+def test_surprise_prm_learns_saves_loads_and_repeats(trained_surprise, tiny_lm_dir, data, tmp_path):
+    train, dev = data
+    trajs = [t for t, _ in dev]
+    probs = trained_surprise.model.predict([t for t, _ in train])
+    y = [v for _, ys in train for v in ys]
+    assert roc_auc_score(y, [v for ps in probs for v in ps]) > 0.6
+    loaded = load_prm(trained_surprise.path)
+    assert loaded.config == SURPRISE and loaded.backbone is not None
+    got, want = loaded.predict(trajs, batch_size=5), trained_surprise.model.predict(trajs)
+    assert [len(p) for p in got] == [t.n_steps for t in trajs]
+    assert sum(got, []) == pytest.approx(sum(want, []), abs=1e-6)
+    assert (trained_surprise.path / BACKBONE_DIR / "config.json").is_file()
+    again = train_prm(tiny_lm_dir, train, dev, tmp_path / "again", SURPRISE)
+    assert load_prm(again.path).predict(trajs) == loaded.predict(trajs)
+    # the backbone stays frozen: its weights are the LM's own
+    lm = load_causal_lm(tiny_lm_dir, loaded.tokenizer)
+    for (name, a), (_, b) in zip(
+        loaded.backbone.named_parameters(), lm.named_parameters(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_surprise_prm_fills_truncated_steps(trained_surprise, traj):
+    prm = trained_surprise.model
+    full = prm.predict([traj])[0]
+    enc = encode_for_prm(prm.tokenizer, QUESTION, STEPS)
+    short = ProcessRewardModel(
+        prm.model,
+        prm.tokenizer,
+        replace(prm.config, max_length=enc.label_positions[0] + 1),
+        backbone=prm.backbone,
+    )
+    assert short.predict([traj])[0] == pytest.approx([full[0]] * 3, abs=1e-6)
+
+
+def test_prm_head_option_is_checked():
+    with pytest.raises(ValueError, match="PRMConfig.head must be one of"):
+        PRMConfig(head="attention")
+    with pytest.raises(ValueError, match="head_hidden"):
+        PRMConfig(head="surprise", head_hidden=-1)

@@ -9,11 +9,22 @@ from dataclasses import replace
 
 import pytest
 
-from cpmi_lib import cli, presets
+from cpmi_lib import cli, instrument, presets
+from cpmi_lib.best_of_n import AGGREGATIONS
 from cpmi_lib.cpmi import CPMIConfig
+from cpmi_lib.experiment_summary import run_experiment
+from cpmi_lib.headline import read_headline, record_headline
+from cpmi_lib.labeling import read_labels, total_costs
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
-from cpmi_lib.prm_experiment import PRM_LABELS, Experiment, ExperimentConfig, run_experiment
+from cpmi_lib.prm_experiment import (
+    BASE,
+    BUDGET,
+    PRM_LABELS,
+    Experiment,
+    ExperimentConfig,
+    parse_prm_name,
+)
 from cpmi_lib.tracks import HubSpec
 from cpmi_lib.trajectory import read_trajectories
 from cpmi_lib.world_data import WorldSpec
@@ -26,6 +37,7 @@ def tiny_experiment(tiny_world, tiny_lm_config, tiny_lm_cache, tmp_path_factory)
             world=tiny_world, sizes={"train": 30, "dev": 60, "test": 60}, benchmark_per_subset=8
         ),
         lm=tiny_lm_config,
+        prm_lm=None,  # the policy LM is the PRM backbone
         train_problems=20,
         dev_problems=10,
         samples_per_problem=2,
@@ -34,8 +46,10 @@ def tiny_experiment(tiny_world, tiny_lm_config, tiny_lm_cache, tmp_path_factory)
         mc=MCConfig(n_rollouts=2, max_new_tokens=30),
         prm=PRMConfig(epochs=1, lr=1e-3, batch_size=8, threads=1),
         bon_problems=6,
+        bon_dev_problems=5,
         bon_pool=4,
         bon_ns=(1, 2, 4),
+        curve_sizes=(10, 20),
     )
     return cfg, tiny_lm_cache, tmp_path_factory.mktemp("results") / "summary.json"
 
@@ -141,3 +155,78 @@ def test_cli_runs_a_preset_into_its_own_results_folder(
     assert summary["config"]["train_problems"] == base.train_problems
     assert set(summary["processbench"]) == {"cpmi", "mc"}
     assert "PRM from cpmi labels: ProcessBench-style F1" in capsys.readouterr().out
+
+
+def test_prm_names_carry_source_and_size():
+    assert parse_prm_name("mc") == ("mc", BASE)
+    assert parse_prm_name("cpmi@budget") == ("cpmi", BUDGET)
+    assert parse_prm_name("truth@1200") == ("truth", 1200)
+    for bad, msg in (
+        ("oracle", "unknown PRM label source"),
+        ("truth@0", "positive count"),
+        ("cpmi@big", "'budget' or a positive count"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            parse_prm_name(bad)
+
+
+def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypatch, tmp_path):
+    """The equal-budget plan comes from the run's own cost meters; the budget set extends the
+    base set; the position labeler's labels depend on position only; every headline number is
+    finite and checked."""
+    cfg, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    exp = Experiment(cfg)
+    mc = total_costs(read_labels(exp.labels("mc", "train")))
+    cpmi = total_costs(read_labels(exp.labels("cpmi", "train")))
+    plan = exp.budget_plan()
+    base = read_trajectories(exp.policy_samples("train"))
+    assert plan["mc_seconds"] == mc.wall_seconds and plan["mc_trajectories"] == len(base)
+    wanted = int(mc.wall_seconds / (cpmi.wall_seconds / len(base))) // 2 * 2
+    assert plan["cpmi_trajectories"] == max(len(base), min(wanted, 60))  # 30 problems x 2
+    assert plan["capped_by_world"] == (wanted > 60)
+    assert exp.budget_plan() == plan  # decided once
+    budget_set = exp.training_trajectories(BUDGET)
+    assert len(budget_set) == plan["cpmi_trajectories"]
+    assert [t.id for t in budget_set[: len(base)]] == [t.id for t in base]
+    assert len({t.id for t in budget_set}) == len(budget_set)
+    assert exp.training_trajectories(10) == base[:10]
+    with pytest.raises(ValueError, match="base set only"):
+        exp.train("mc@budget")
+
+    # position labels: one score per (index, length) cell, whatever the steps say
+    records = read_labels(exp.labels("position", "dev"))
+    dev = read_trajectories(exp.policy_samples("dev"))
+    cells = {}
+    for t, r in zip(dev, records, strict=True):
+        for i, step in enumerate(r["steps"]):
+            assert cells.setdefault((i, t.n_steps), step["value"]) == step["value"]
+
+    table = instrument.budget_comparison(exp)
+    assert list(table["prm"]) == list(instrument.BUDGET_PRMS)
+    assert table.set_index("prm").loc["mc", "label_seconds"] == plan["mc_seconds"]
+    assert table.set_index("prm").loc["truth", "label_seconds"] == 0.0
+    assert set(table["bon_method_from_dev"]) <= {f"prm:{a}" for a in AGGREGATIONS} | {
+        f"prm-vote:{a}" for a in AGGREGATIONS
+    }
+    curve = instrument.learning_curve(exp)
+    assert list(curve["trajectories"]) == sorted(curve["trajectories"])
+    assert curve["trajectories"].iloc[-1] == plan["cpmi_trajectories"] and len(curve) >= 2
+    within = instrument.label_quality_within_position(exp)
+    assert list(within["scores"]) == [
+        "cpmi labels",
+        "mc labels",
+        "position labels",
+        *[f"{n} PRM" for n in exp.prm_names],
+    ]
+    path = record_headline(tmp_path, instrument.headline_entries(exp))
+    entries = read_headline(path)
+    assert {
+        "budget_mc_seconds",
+        "budget_cpmi_trajectories",
+        "truth_prm_f1",
+        "mc_prm_f1",
+        "position_prm_f1",
+        "truth_prm_vs_majority_p",
+    } <= set(entries)
+    assert entries["budget_cpmi_trajectories"].value == plan["cpmi_trajectories"]

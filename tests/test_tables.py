@@ -56,9 +56,11 @@ def test_label_quality_table_keeps_missing_aurocs_missing():
         "auroc_gold_term": {"auroc": 0.4, "ci": [0.3, 0.5]},
         "auroc_neg_term": {"auroc": 0.7, "ci": [0.6, 0.8]},
         "auroc_mc": {"auroc": None, "ci": None, "why": "MC is the reference"},
+        "auroc_position": {"auroc": None, "ci": None, "why": "needs the exact step truth"},
     }
     table = label_quality_table(quality).set_index("score")
-    assert list(table.index[:4]) == list(QUALITY_SCORES.values())
+    assert list(table.index[:5]) == list(QUALITY_SCORES.values())
+    assert pd.isna(table.loc["position only (cross-fitted)", "AUROC"])
     assert table.loc["CPMI", "CI high"] == 0.7
     assert pd.isna(table.loc["MC value", "AUROC"]) and pd.isna(table.loc["MC value", "CI low"])
     assert set(table["against"].dropna()) == {"MC hard label (value > 0)"}

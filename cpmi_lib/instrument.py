@@ -1,0 +1,213 @@
+"""The instrument's controls and comparisons on top of the PRM experiment (`prm_experiment`).
+
+- `plan_budget`: the labeling budget is the wall-clock time MC (N rollouts) took on the base
+  training set, read from the cost meter of the same run; CPMI gets as many trajectories as fit in
+  that time at the rate it labeled the base set (the base set first, then the extra samples).
+- `budget_comparison`: PRMs from MC labels of the base set, CPMI labels of the base set and of the
+  budget-matched set, and exact truth of both sizes, scored alike (ProcessBench-style F1 with τ
+  from dev, Best-of-N with the aggregation chosen on dev) with exact McNemar tests.
+- `learning_curve`: the truth PRM against the number of training trajectories.
+- `label_quality_within_position`: each label source's (and each PRM's) step AUROC against the
+  exact truth pooled and within step position, so no source gets credit for knowing only where
+  a step is.
+- `headline_entries`: the numbers `results/headline.json` holds.
+
+Every stage caches its output in the experiment's folders, as the experiment's own stages do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from cpmi_lib.best_of_n import compare
+from cpmi_lib.headline import Headline
+from cpmi_lib.labeling import read_labels, total_costs
+from cpmi_lib.position_control import cross_fit_scores, position_auroc
+from cpmi_lib.prm_experiment import BASE, BUDGET, Experiment
+from cpmi_lib.trajectory import read_trajectories
+
+#: The PRMs of the equal-budget comparison, in table order.
+BUDGET_PRMS = ("mc", "cpmi", f"cpmi@{BUDGET}", "truth", f"truth@{BUDGET}")
+
+
+def plan_budget(exp: Experiment) -> dict[str, Any]:
+    """How many trajectories CPMI labels in MC's time on the base set (`Experiment.budget_plan`)."""
+    return exp.budget_plan()
+
+
+def cpmi_seconds(exp: Experiment, n: int) -> float:
+    """Measured CPMI seconds of the first `n` training trajectories (base, then extra)."""
+    records = read_labels(exp.labels("cpmi", "train"))
+    if n > len(records):
+        records += read_labels(exp.labels("cpmi", "extra"))
+    return total_costs(records[:n]).wall_seconds
+
+
+def prm_row(exp: Experiment, name: str) -> dict[str, Any]:
+    """F1 (τ from dev) and Best-of-N at the largest N (aggregation chosen on dev) of one PRM."""
+    pb = exp.processbench(name)["test"]
+    n = max(exp.cfg.bon_ns)
+    method = exp.bon_method(name)
+    bon = exp.best_of_n(name).set_index(["method", "n"]).loc[(method, n)]
+    return {
+        "prm": name,
+        "f1": pb["headline_f1"],
+        "f1_ci": list(pb["headline_ci"]),
+        "bon_method_from_dev": method,
+        f"bon{n}": float(bon["accuracy"]),
+        f"bon{n}_ci": [float(bon["ci_low"]), float(bon["ci_high"])],
+        "bon_problems": int(bon["n_problems"]),
+    }
+
+
+def budget_prms(exp: Experiment) -> tuple[str, ...]:
+    """`BUDGET_PRMS` this track can train (truth only where the step truth is known)."""
+    return tuple(n for n in BUDGET_PRMS if exp.track.step_truth or not n.startswith("truth"))
+
+
+def budget_comparison(exp: Experiment) -> pd.DataFrame:
+    """One row per PRM of `BUDGET_PRMS`: trajectories, labeling seconds, F1, Best-of-N."""
+    plan = plan_budget(exp)
+    rows = []
+    for name in budget_prms(exp):
+        source, size = name.partition("@")[0], (BUDGET if "@" in name else BASE)
+        n = plan["cpmi_trajectories"] if size == BUDGET else plan["mc_trajectories"]
+        seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
+        rows.append(
+            {"labels": source, "set": size, "trajectories": n, "label_seconds": seconds}
+            | prm_row(exp, name)
+        )
+    return pd.DataFrame(rows)
+
+
+def budget_tests(exp: Experiment) -> dict[str, Any]:
+    """Exact McNemar at the largest N: CPMI at budget vs MC, and CPMI at budget vs CPMI base
+    (each PRM with its own dev-chosen aggregation)."""
+    n = max(exp.cfg.bon_ns)
+    out = {}
+    for a, b in ((f"cpmi@{BUDGET}", "mc"), (f"cpmi@{BUDGET}", "cpmi"), ("cpmi", "mc")):
+        res = compare(exp.best_of_n(a), exp.bon_method(a), exp.best_of_n(b), exp.bon_method(b), n)
+        out[f"{a} vs {b}"] = res.to_dict()
+    return out
+
+
+def learning_curve(exp: Experiment) -> pd.DataFrame:
+    """The truth PRM at each of `curve_sizes` (those below the budget set's size) and at the
+    budget set: F1 and Best-of-N with CIs."""
+    n_budget = plan_budget(exp)["cpmi_trajectories"]
+    sizes = sorted({n for n in exp.cfg.curve_sizes if n < n_budget})
+    names = [f"truth@{n}" for n in sizes] + [f"truth@{BUDGET}"]
+    rows = []
+    for n, name in zip([*sizes, n_budget], names, strict=True):
+        rows.append({"trajectories": n} | prm_row(exp, name))
+    return pd.DataFrame(rows)
+
+
+def label_quality_within_position(exp: Experiment, prm_split: str = "dev") -> pd.DataFrame:
+    """Step AUROC against the exact truth, pooled and within step position (average over
+    positions, trajectory-bootstrap CI): the label sources on the base training steps (the
+    position labeler cross-fitted there), and each PRM's step scores on the held-out `prm_split`
+    policy samples."""
+    trajs = read_trajectories(exp.policy_samples("train"))
+    sources = {
+        "cpmi": _field(exp, "cpmi", "cpmi", trajs),
+        "mc": _field(exp, "mc", "value", trajs),
+        "position": cross_fit_scores(trajs, seed=exp.cfg.seed),
+    }
+    rows = []
+    for name, scores in sources.items():
+        res = position_auroc(trajs, scores, seed=exp.cfg.seed)
+        rows.append(_quality_row(f"{name} labels", "train", res))
+    held_out = read_trajectories(exp.policy_samples(prm_split))
+    for name in exp.prm_names:
+        res = position_auroc(held_out, exp.predict(name, held_out), seed=exp.cfg.seed)
+        rows.append(_quality_row(f"{name} PRM", prm_split, res))
+    return pd.DataFrame(rows)
+
+
+def _field(exp: Experiment, labeler: str, field: str, trajs: list) -> list[list[float]]:
+    by_id = {r["id"]: r for r in read_labels(exp.labels(labeler, "train"))}
+    return [[float(s[field]) for s in by_id[t.id]["steps"]] for t in trajs]
+
+
+def _quality_row(name: str, split: str, res: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scores": name,
+        "split": split,
+        "steps": res["n_steps"],
+        "auroc_pooled": res["auroc_pooled"],
+        "auroc_within_position": res["auroc_within_position"],
+        "within_ci": res["ci"],
+        "per_position": {p["stratum"]: p["auroc"] for p in res["per_position"]},
+    }
+
+
+def headline_entries(exp: Experiment) -> dict[str, Headline]:
+    """The instrument's `results/headline.json` numbers (embedded track); a number that is
+    undefined in this run (e.g. an AUROC where one class is missing) is left out, not faked."""
+    n = max(exp.cfg.bon_ns)
+    out: dict[str, Headline] = {}
+    rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
+    for name, r in rows.items():
+        _put(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), _items(exp, name))
+    truth = rows["truth"]
+    _put(
+        out,
+        f"truth_prm_bon{n}",
+        truth[f"bon{n}"],
+        tuple(truth[f"bon{n}_ci"]),
+        truth["bon_problems"],
+    )
+    curves = exp.best_of_n("truth").set_index(["method", "n"])
+    for method in ("majority", "random"):
+        r = curves.loc[(method, n)]
+        _put(
+            out,
+            f"{method}_bon{n}",
+            float(r["accuracy"]),
+            (float(r["ci_low"]), float(r["ci_high"])),
+            int(r["n_problems"]),
+        )
+    vs = compare(
+        exp.best_of_n("truth"), truth["bon_method_from_dev"], exp.best_of_n("truth"), "majority", n
+    )
+    _put(out, "truth_prm_vs_majority_p", vs.p_value, None, truth["bon_problems"])
+    quality = label_quality_within_position(exp).set_index("scores")
+    for source in ("cpmi", "mc", "position"):
+        q = quality.loc[f"{source} labels"]
+        _put(out, f"{source}_auroc_vs_truth", q["auroc_pooled"], None, int(q["steps"]))
+    q = quality.loc["cpmi labels"]
+    ci = tuple(q["within_ci"]) if q["within_ci"] is not None else None
+    _put(
+        out, "cpmi_auroc_vs_truth_within_position", q["auroc_within_position"], ci, int(q["steps"])
+    )
+    plan = plan_budget(exp)
+    _put(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
+    _put(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
+    _put(
+        out, "budget_cpmi_trajectories", plan["cpmi_trajectories"], None, plan["cpmi_trajectories"]
+    )
+    table = budget_comparison(exp).set_index("prm")
+    for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
+        r = table.loc[name]
+        _put(out, key, r["f1"], tuple(r["f1_ci"]), _items(exp, name))
+    test = budget_tests(exp)[f"cpmi@{BUDGET} vs mc"]
+    _put(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
+    return out
+
+
+def _put(out: dict[str, Headline], name: str, value: Any, ci: Any, n: int) -> None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return
+    if ci is not None and any(c is None or math.isnan(c) for c in ci):
+        ci = None
+    out[name] = Headline(float(value), ci, int(n))
+
+
+def _items(exp: Experiment, name: str) -> int:
+    """Benchmark items the F1 is computed on."""
+    subsets = exp.processbench(name)["test"]["subsets"]
+    return int(sum(s["n_error"] + s["n_correct"] for s in subsets.values()))

@@ -1,0 +1,118 @@
+"""The `seeds` check: do the headline claims survive retraining with other seeds?
+
+The committed CIs resample problems; they do not cover the training of the models. This reruns
+the default grid with other seeds of everything trained or sampled (world LM, PRM backbone LM,
+policy samples, PRMs; the world, its problems and benchmarks stay the same), each into its own
+folder (`presets.RESULT_ROOTS`), and sets every `results/headline.json` number of the committed
+run (seed 0) next to its spread across seeds: mean, standard deviation, min, max, and how many
+seeds fall inside the committed CI.
+
+Run: ``python -m cpmi_lib.seeds`` (or ``make seeds``; not part of ``make reproduce``: each seed
+retrains both LMs, about as long as ``make reproduce`` itself). ``--no-run`` only aggregates the
+folders already there. Writes ``results/seeds.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from cpmi_lib.headline import FILENAME, Headline, read_headline
+from cpmi_lib.presets import REPO, RESULT_ROOTS, SEED_PRESETS
+
+
+def seed_spread(
+    committed: Mapping[str, Headline], reruns: Mapping[int, Mapping[str, Headline]]
+) -> pd.DataFrame:
+    """`spread_rows` as a table."""
+    return pd.DataFrame(spread_rows(committed, reruns))
+
+
+def spread_rows(
+    committed: Mapping[str, Headline], reruns: Mapping[int, Mapping[str, Headline]]
+) -> list[dict[str, Any]]:
+    """One row per committed headline name: the committed value and CI, the values of every
+    seed (seed 0 is the committed run), their mean, sd, min, max, and how many lie in the CI."""
+    rows = []
+    for name, c in sorted(committed.items()):
+        values = {0: c.value} | {s: r[name].value for s, r in sorted(reruns.items()) if name in r}
+        xs = list(values.values())
+        inside = None
+        if c.ci is not None:
+            inside = sum(c.ci[0] <= x <= c.ci[1] for x in xs)
+        rows.append(
+            {
+                "name": name,
+                "committed": c.value,
+                "committed CI": list(c.ci) if c.ci is not None else None,
+                "seeds": len(xs),
+                "values": {str(s): v for s, v in values.items()},
+                "mean": statistics.fmean(xs),
+                "sd": statistics.stdev(xs) if len(xs) > 1 else None,
+                "min": min(xs),
+                "max": max(xs),
+                "in committed CI": inside,
+                "CI half-width": (c.ci[1] - c.ci[0]) / 2 if c.ci is not None else None,
+            }
+        )
+    return rows
+
+
+def spread_markdown(rows: list[dict[str, Any]]) -> str:
+    def f(x: object) -> str:
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "—"
+        if isinstance(x, list):
+            return f"[{x[0]:.4g}, {x[1]:.4g}]"
+        return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+    cols = ["name", "committed", "committed CI", "CI half-width", "mean", "sd", "min", "max"]
+    body = [
+        [f(r[c]) for c in cols]
+        + [f"{r['in committed CI']}/{r['seeds']}" if r["in committed CI"] is not None else "—"]
+        for r in rows
+    ]
+    return tabulate(body, headers=[*cols, "seeds in CI"], tablefmt="github", disable_numparse=True)
+
+
+def aggregate(committed_root: Path, seed_roots: Mapping[int, Path], out_dir: Path) -> pd.DataFrame:
+    """Read the headline files, write ``seeds.{json,md}`` to `out_dir`, return the table."""
+    committed = read_headline(committed_root / "results" / FILENAME)
+    reruns = {s: read_headline(root / "results" / FILENAME) for s, root in seed_roots.items()}
+    rows = spread_rows(committed, reruns)
+    table = pd.DataFrame(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "seeds.json").write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    (out_dir / "seeds.md").write_text(
+        f"Headline numbers across {1 + len(seed_roots)} seeds (0 = committed).\n\n"
+        + spread_markdown(rows)
+        + "\n"
+    )
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cpmi_lib.seeds", description=__doc__)
+    parser.add_argument("--presets", nargs="+", default=list(SEED_PRESETS), choices=SEED_PRESETS)
+    parser.add_argument("--no-run", action="store_true", help="only aggregate existing folders")
+    args = parser.parse_args(argv)
+    if not args.no_run:
+        from cpmi_lib.grid import run_grid
+
+        for preset in args.presets:
+            run_grid(preset, RESULT_ROOTS[preset])
+    roots = {int(p.rsplit("seed", 1)[1]): RESULT_ROOTS[p] for p in args.presets}
+    aggregate(REPO, roots, REPO / "results")
+    print((REPO / "results" / "seeds.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
