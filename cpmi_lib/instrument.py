@@ -74,7 +74,7 @@ def budget_comparison(exp: Experiment) -> pd.DataFrame:
     rows = []
     for name in budget_prms(exp):
         source, size = name.partition("@")[0], (BUDGET if "@" in name else BASE)
-        n = plan["cpmi_trajectories"] if size == BUDGET else plan["mc_trajectories"]
+        n = exp.budget_size() if size == BUDGET else plan["mc_trajectories"]
         seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
         rows.append(
             {"labels": source, "set": size, "trajectories": n, "label_seconds": seconds}
@@ -97,7 +97,7 @@ def budget_tests(exp: Experiment) -> dict[str, Any]:
 def learning_curve(exp: Experiment) -> pd.DataFrame:
     """The truth PRM at each of `curve_sizes` (those below the budget set's size) and at the
     budget set: F1 and Best-of-N with CIs."""
-    n_budget = plan_budget(exp)["cpmi_trajectories"]
+    n_budget = exp.budget_size()
     sizes = sorted({n for n in exp.cfg.curve_sizes if n < n_budget})
     names = [f"truth@{n}" for n in sizes] + [f"truth@{BUDGET}"]
     rows = []
@@ -187,9 +187,8 @@ def headline_entries(exp: Experiment) -> dict[str, Headline]:
     plan = plan_budget(exp)
     _put(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
     _put(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
-    _put(
-        out, "budget_cpmi_trajectories", plan["cpmi_trajectories"], None, plan["cpmi_trajectories"]
-    )
+    n_budget = exp.budget_size()
+    _put(out, "budget_cpmi_trajectories", n_budget, None, n_budget)
     table = budget_comparison(exp).set_index("prm")
     for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
         r = table.loc[name]

@@ -267,14 +267,23 @@ class Experiment:
         out.write_text(json.dumps(plan, indent=2) + "\n")
         return plan
 
+    def budget_size(self) -> int:
+        """Trajectories in the budget-matched set: the plan's count, or a few fewer where
+        samples without steps were dropped."""
+        return len(self.training_trajectories(BUDGET))
+
     def training_trajectories(self, size: str | int) -> list[Trajectory]:
         """The base set, the budget-matched set (base + extra, `plan_budget`) or the first n of
         the budget-matched set (so a smaller set is always a prefix of a larger one)."""
         base = read_trajectories(self.policy_samples("train"))
         if size == BASE or (isinstance(size, int) and size <= len(base)):
             return base if size == BASE else base[: int(size)]
-        n = self.budget_plan()["cpmi_trajectories"] if size == BUDGET else int(size)
         extra = read_trajectories(self.policy_samples("extra"))
+        if size == BUDGET:
+            # samples with no step are dropped by `sample_solutions`: the set can fall a few short
+            n = min(self.budget_plan()["cpmi_trajectories"], len(base) + len(extra))
+        else:
+            n = int(size)
         if n > len(base) + len(extra):
             raise ValueError(
                 f"{n} training trajectories asked, {len(base) + len(extra)} sampled (base + extra)"
@@ -388,9 +397,25 @@ class Experiment:
             pools.setdefault(t.metadata["problem_id"], []).append(
                 Candidate.from_trajectory(t, p, correct=correct)
             )
-        curves = best_of_n_curves(
-            [Pool(k, v) for k, v in pools.items()], self.cfg.bon_ns, seed=self.cfg.seed
-        )
+        # a sample with no step is not a trajectory (`sample_solutions` counts and drops it), so a
+        # problem can have fewer candidates than the largest N: it is left out of every N (the
+        # curves stay paired), counted and logged
+        full = [Pool(k, v) for k, v in pools.items() if len(v) >= max(self.cfg.bon_ns)]
+        if len(full) < len(pools):
+            log.warning(
+                "Best-of-N (%s pool): %d of %d problems have fewer than %d samples with steps and "
+                "are left out",
+                split,
+                len(pools) - len(full),
+                len(pools),
+                max(self.cfg.bon_ns),
+            )
+        if not full:
+            raise ValueError(
+                f"Best-of-N ({split} pool): no problem has {max(self.cfg.bon_ns)} samples with "
+                "steps; the policy writes no parsable steps"
+            )
+        curves = best_of_n_curves(full, self.cfg.bon_ns, seed=self.cfg.seed)
         curves.to_pickle(out)
         return curves
 
