@@ -3,8 +3,10 @@ figure that shows it, generated from the tables the notebooks wrote."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,6 +47,8 @@ def write_results_readme(
         headline = read_headline(headline_path)
         lines += _headline_rows(headline, figures, rel)
         lines += _instrument_notes(headline)
+        if (results / "seeds.json").exists():
+            lines += _seed_notes(json.loads((results / "seeds.json").read_text()))
     else:
         lines += _table_rows(tables, figures, rel)
     lines += ["", "## Tables", ""]
@@ -172,6 +176,30 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
         "- **Scope.** CIs resample problems, not the training of the models: see "
         "`seeds.md` (`make seeds`) for the spread across seeds, where it has been run."
     )
+    return out
+
+
+def _seed_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Which headline claims survive other seeds (`cpmi_lib.seeds`): a number with a CI
+    survives when every seed lies inside the committed CI; a p-value when every seed keeps it
+    below 0.05."""
+    out = ["", f"## Which claims survive other seeds ({rows[0]['seeds']} seeds, `seeds.md`)", ""]
+    out += [
+        "| headline number | committed | across seeds (min – max) | survives |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        values = list(r["values"].values())
+        if r["name"].endswith("_p"):
+            ok = sum(v < 0.05 for v in values)
+            verdict = f"{ok}/{len(values)} seeds p < 0.05"
+        elif r["in committed CI"] is not None:
+            verdict = f"{r['in committed CI']}/{len(values)} seeds inside the CI"
+        else:
+            continue  # counts and seconds: no claim to survive
+        out.append(
+            f"| {r['name']} | {r['committed']:.4g} | {r['min']:.4g} – {r['max']:.4g} | {verdict} |"
+        )
     return out
 
 

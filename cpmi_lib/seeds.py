@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
             run_grid(preset, RESULT_ROOTS[preset])
     roots = {int(p.rsplit("seed", 1)[1]): RESULT_ROOTS[p] for p in args.presets}
     aggregate(REPO, roots, REPO / "results")
+    from cpmi_lib.report import write_results_readme
+
+    write_results_readme(REPO / "results", REPO / "figures", "default")  # + which claims survive
     print((REPO / "results" / "seeds.md").read_text())
 
 

@@ -4,13 +4,15 @@ sets each committed headline number next to the values of the other seeds."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
 from cpmi_lib import seeds
-from cpmi_lib.headline import Headline, record_headline
-from cpmi_lib.presets import SEED_PRESETS, experiment_config, seeded
+from cpmi_lib.headline import Headline, read_headline, record_headline
+from cpmi_lib.presets import REPO, SEED_PRESETS, experiment_config, seeded
+from cpmi_lib.report import write_results_readme
 
 
 def test_seeded_presets_change_every_seed_but_not_the_world():
@@ -48,3 +50,25 @@ def test_spread_table_against_the_committed_cis(tmp_path):
     assert {r["name"] for r in saved} == {"f1", "seconds"}
     md = (tmp_path / "out" / "seeds.md").read_text()
     assert "| f1 " in md and "2/3" in md
+
+
+def test_results_readme_says_which_claims_survive(tmp_path):
+    """With `seeds.json` beside the headline file, `results/README.md` gets one verdict per
+    claim: inside the committed CI for numbers with a CI, p < 0.05 for p-values."""
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "tables", results / "tables")
+    committed = read_headline(REPO / "results" / "headline.json")
+    shifted = {
+        k: Headline(v.value * (0.5 if k.endswith("_p") else 1.0), v.ci, v.n)
+        for k, v in committed.items()
+    }
+    shifted["truth_prm_f1"] = Headline(0.5, None, 300)  # outside the committed CI
+    shifted["truth_prm_vs_majority_p"] = Headline(0.2, None, 200)  # no longer significant
+    record_headline(tmp_path / "seed1" / "results", shifted)
+    record_headline(results, committed)
+    seeds.aggregate(results.parent, {1: tmp_path / "seed1"}, results)
+    text = write_results_readme(results, tmp_path / "figures", "default").read_text()
+    assert "## Which claims survive other seeds (2 seeds" in text
+    assert "| truth_prm_f1 | 0.9865 | 0.5 – 0.9865 | 1/2 seeds inside the CI |" in text
+    assert "| truth_prm_vs_majority_p |" in text and "1/2 seeds p < 0.05 |" in text
+    assert "| budget_mc_seconds |" not in text.split("## Which claims")[1]
