@@ -1,6 +1,6 @@
 """The instrument's controls and comparisons on top of the PRM experiment (`prm_experiment`).
 
-- `plan_budget`: the labeling budget is the wall-clock time MC (N rollouts) took on the base
+- The budget (`Experiment.budget_plan`): the wall-clock time MC (N rollouts) took on the base
   training set, read from the cost meter of the same run; CPMI gets as many trajectories as fit in
   that time at the rate it labeled the base set (the base set first, then the extra samples).
 - `budget_comparison`: PRMs from MC labels of the base set, CPMI labels of the base set and of the
@@ -10,9 +10,10 @@
 - `label_quality_within_position`: each label source's (and each PRM's) step AUROC against the
   exact truth pooled and within step position, so no source gets credit for knowing only where
   a step is.
-- `headline_entries`: the numbers `results/headline.json` holds.
+- `headline_entries`: the numbers `results/headline.json` holds, read from those tables.
 
-Every stage caches its output in the experiment's folders, as the experiment's own stages do.
+The PRMs, labels and evaluations behind these tables are the experiment's cached stages; the
+tables themselves are cheap to rebuild from them and are not cached.
 """
 
 from __future__ import annotations
@@ -26,16 +27,11 @@ from cpmi_lib.best_of_n import compare
 from cpmi_lib.headline import Headline
 from cpmi_lib.labeling import read_labels, total_costs
 from cpmi_lib.position_control import cross_fit_scores, position_auroc
-from cpmi_lib.prm_experiment import BASE, BUDGET, Experiment
+from cpmi_lib.prm_experiment import BUDGET, Experiment, parse_prm_name
 from cpmi_lib.trajectory import read_trajectories
 
 #: The PRMs of the equal-budget comparison, in table order.
 BUDGET_PRMS = ("mc", "cpmi", f"cpmi@{BUDGET}", "truth", f"truth@{BUDGET}")
-
-
-def plan_budget(exp: Experiment) -> dict[str, Any]:
-    """How many trajectories CPMI labels in MC's time on the base set (`Experiment.budget_plan`)."""
-    return exp.budget_plan()
 
 
 def cpmi_seconds(exp: Experiment, n: int) -> float:
@@ -70,10 +66,10 @@ def budget_prms(exp: Experiment) -> tuple[str, ...]:
 
 def budget_comparison(exp: Experiment) -> pd.DataFrame:
     """One row per PRM of `BUDGET_PRMS`: trajectories, labeling seconds, F1, Best-of-N."""
-    plan = plan_budget(exp)
+    plan = exp.budget_plan()
     rows = []
     for name in budget_prms(exp):
-        source, size = name.partition("@")[0], (BUDGET if "@" in name else BASE)
+        source, size = parse_prm_name(name)
         n = exp.budget_size() if size == BUDGET else plan["mc_trajectories"]
         seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
         rows.append(
@@ -98,8 +94,10 @@ def learning_curve(exp: Experiment) -> pd.DataFrame:
     """The truth PRM at each of `curve_sizes` (those below the budget set's size) and at the
     budget set: F1 and Best-of-N with CIs."""
     n_budget = exp.budget_size()
+    n_base = exp.budget_plan()["mc_trajectories"]
     sizes = sorted({n for n in exp.cfg.curve_sizes if n < n_budget})
-    names = [f"truth@{n}" for n in sizes] + [f"truth@{BUDGET}"]
+    # a size equal to the base set's is the base truth PRM itself: not trained twice
+    names = ["truth" if n == n_base else f"truth@{n}" for n in sizes] + [f"truth@{BUDGET}"]
     rows = []
     for n, name in zip([*sizes, n_budget], names, strict=True):
         rows.append({"trajectories": n} | prm_row(exp, name))
@@ -145,9 +143,13 @@ def _quality_row(name: str, split: str, res: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def headline_entries(exp: Experiment) -> dict[str, Headline]:
-    """The instrument's `results/headline.json` numbers (embedded track); a number that is
-    undefined in this run (e.g. an AUROC where one class is missing) is left out, not faked."""
+def headline_entries(
+    exp: Experiment, budget: pd.DataFrame, tests: dict[str, Any], quality: pd.DataFrame
+) -> dict[str, Headline]:
+    """The instrument's `results/headline.json` numbers (embedded track), from the tables of
+    `budget_comparison`, `budget_tests` and `label_quality_within_position` (not recomputed); a
+    number that is undefined in this run (e.g. an AUROC where one class is missing) is left out,
+    not faked."""
     n = max(exp.cfg.bon_ns)
     out: dict[str, Headline] = {}
     rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
@@ -175,7 +177,7 @@ def headline_entries(exp: Experiment) -> dict[str, Headline]:
         exp.best_of_n("truth"), truth["bon_method_from_dev"], exp.best_of_n("truth"), "majority", n
     )
     _put(out, "truth_prm_vs_majority_p", vs.p_value, None, truth["bon_problems"])
-    quality = label_quality_within_position(exp).set_index("scores")
+    quality = quality.set_index("scores")
     for source in ("cpmi", "mc", "position"):
         q = quality.loc[f"{source} labels"]
         _put(out, f"{source}_auroc_vs_truth", q["auroc_pooled"], None, int(q["steps"]))
@@ -184,16 +186,16 @@ def headline_entries(exp: Experiment) -> dict[str, Headline]:
     _put(
         out, "cpmi_auroc_vs_truth_within_position", q["auroc_within_position"], ci, int(q["steps"])
     )
-    plan = plan_budget(exp)
+    plan = exp.budget_plan()
     _put(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
     _put(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
     n_budget = exp.budget_size()
     _put(out, "budget_cpmi_trajectories", n_budget, None, n_budget)
-    table = budget_comparison(exp).set_index("prm")
+    table = budget.set_index("prm")
     for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
         r = table.loc[name]
         _put(out, key, r["f1"], tuple(r["f1_ci"]), _items(exp, name))
-    test = budget_tests(exp)[f"cpmi@{BUDGET} vs mc"]
+    test = tests[f"cpmi@{BUDGET} vs mc"]
     _put(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
     return out
 

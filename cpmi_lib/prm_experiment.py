@@ -184,7 +184,7 @@ class Experiment:
     def policy_samples(self, split: str) -> Path:
         """The policy's sampled solutions of `split` problems: graded exactly on the embedded
         track, by final answer on the hub. ``"extra"``: the train problems after the base set's,
-        as many as the budget-matched CPMI set needs (`cpmi_lib.instrument.plan_budget`)."""
+        as many as the budget-matched CPMI set needs (`budget_plan`)."""
         out = self.data_dir / f"policy-{split}.jsonl"
         if _done(out):
             return out
@@ -273,7 +273,7 @@ class Experiment:
         return len(self.training_trajectories(BUDGET))
 
     def training_trajectories(self, size: str | int) -> list[Trajectory]:
-        """The base set, the budget-matched set (base + extra, `plan_budget`) or the first n of
+        """The base set, the budget-matched set (base + extra, `budget_plan`) or the first n of
         the budget-matched set (so a smaller set is always a prefix of a larger one)."""
         base = read_trajectories(self.policy_samples("train"))
         if size == BASE or (isinstance(size, int) and size <= len(base)):

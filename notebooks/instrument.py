@@ -48,8 +48,8 @@ plan
 # %%
 budget = instrument.budget_comparison(exp)
 save_table(budget, "budget_comparison", results_dir)
-tests = pd.DataFrame([{"pair": k} | v for k, v in instrument.budget_tests(exp).items()])
-save_table(tests, "budget_mcnemar", results_dir)
+tests = instrument.budget_tests(exp)
+save_table(pd.DataFrame([{"pair": k} | v for k, v in tests.items()]), "budget_mcnemar", results_dir)
 save_figure(budget_figure(budget, bon, majority), "budget_quality_vs_seconds", figures_dir)
 budget
 
@@ -61,5 +61,5 @@ if exp.track.step_truth:
     within = instrument.label_quality_within_position(exp)
     save_table(within, "auroc_within_position", results_dir)
     save_figure(within_position_bars(within), "auroc_within_position", figures_dir)
-    record_headline(results_dir, instrument.headline_entries(exp))
+    record_headline(results_dir, instrument.headline_entries(exp, budget, tests, within))
     display(curve, within.drop(columns="per_position"))  # noqa: F821

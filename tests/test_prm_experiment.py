@@ -221,7 +221,8 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
         "position labels",
         *[f"{n} PRM" for n in exp.prm_names],
     ]
-    path = record_headline(tmp_path, instrument.headline_entries(exp))
+    tests = instrument.budget_tests(exp)
+    path = record_headline(tmp_path, instrument.headline_entries(exp, table, tests, within))
     entries = read_headline(path)
     assert {
         "budget_mc_seconds",
