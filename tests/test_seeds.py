@@ -72,3 +72,14 @@ def test_results_readme_says_which_claims_survive(tmp_path):
     assert "| truth_prm_f1 | 0.9865 | 0.5 – 0.9865 | 1/2 seeds inside the CI |" in text
     assert "| truth_prm_vs_majority_p |" in text and "1/2 seeds p < 0.05 |" in text
     assert "| budget_mc_seconds |" not in text.split("## Which claims")[1]
+
+
+def test_seeds_run_every_notebook_that_records_headline_numbers():
+    """A seed runs only `HEADLINE_NOTEBOOKS`: a notebook that starts recording headline numbers
+    must join it, or its names would be missing from every seed."""
+    recording = {
+        p.stem
+        for p in (REPO / "notebooks").glob("*.py")
+        if "record_headline(" in p.read_text()
+    }
+    assert recording == set(seeds.HEADLINE_NOTEBOOKS)
