@@ -3,13 +3,13 @@
 The committed CIs resample problems; they do not cover the training of the models. This reruns
 the notebooks that record headline numbers (`HEADLINE_NOTEBOOKS`) with other seeds of everything
 trained or sampled (world LM, PRM backbone LM, policy samples, PRMs; the world, its problems and
-benchmarks stay the same), each into its own folder (`presets.RESULT_ROOTS`), and sets every `results/headline.json` number of the committed
-run (seed 0) next to its spread across seeds: mean, standard deviation, min, max, and how many
-seeds fall inside the committed CI.
+benchmarks stay the same), each into its own folder (`presets.RESULT_ROOTS`), and sets every
+`results/headline.json` number of the committed run (seed 0) next to its spread across seeds:
+mean, standard deviation, min, max, and how many seeds fall inside the committed CI.
 
 Run: ``python -m cpmi_lib.seeds`` (or ``make seeds``; not part of ``make reproduce``: each seed
-retrains both LMs and relabels, nearly as long as ``make reproduce`` itself). ``--no-run`` only aggregates the
-folders already there. Writes ``results/seeds.{json,md}``.
+retrains both LMs and relabels, nearly as long as ``make reproduce`` itself). ``--no-run`` only
+aggregates the folders already there. Writes ``results/seeds.{json,md}``.
 """
 
 from __future__ import annotations
