@@ -59,12 +59,21 @@ class LMTrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def training_text_ids(tokenizer: Any, problem: Problem, template: str) -> tuple[list[int], int]:
-    """Token ids of prompt + gold solution + EOS, and how many of them are the prompt."""
+def training_text_ids(
+    tokenizer: Any, problem: Problem, template: str, cut: int | None = None
+) -> tuple[list[int], int]:
+    """Token ids of prompt + gold solution + EOS, and how many of them are the prompt.
+
+    With `cut` = k (0 ≤ k < S), an *anticipation* example: the first k gold steps, then directly
+    the answer line with the final gold answer, as if the remaining steps had been done in one's
+    head."""
+    steps = problem.gold_steps
+    if cut is not None:
+        if not 0 <= cut < len(steps):
+            raise ValueError(f"cut must be in [0, {len(steps)}) for {problem.id!r}, got {cut}")
+        steps = steps[:cut]
     prompt = tokenizer(render_prompt(problem.question, template)).input_ids
-    solution = tokenizer(
-        render_solution(problem.gold_steps, problem.answer), add_special_tokens=False
-    )
+    solution = tokenizer(render_solution(steps, problem.answer), add_special_tokens=False)
     return prompt + solution.input_ids + [tokenizer.eos_token_id], len(prompt)
 
 
@@ -139,11 +148,21 @@ def _train(cfg: LMTrainConfig, out: Path, progress: bool) -> Path:
 
 
 def _training_data(
-    tokenizer: Any, cfg: LMTrainConfig, n: int, seed: int
+    tokenizer: Any, cfg: LMTrainConfig, n: int, seed: int, anticipation: float = 0.0
 ) -> list[tuple[list[int], int]]:
+    """`n` fresh problems of `cfg`'s world as training examples; a fraction `anticipation` of
+    them (drawn by a seeded coin, so no draw at all when 0) cut after a uniform k < S steps and
+    answered at once (`training_text_ids`)."""
     problems = build_world(cfg.world, {"lm": n}, seed=seed)["lm"]
     k = len(cfg.templates)
-    return [training_text_ids(tokenizer, p, cfg.templates[i % k]) for i, p in enumerate(problems)]
+    coin = random.Random(f"anticipation:{seed}")
+    data = []
+    for i, p in enumerate(problems):
+        cut = None
+        if anticipation > 0 and coin.random() < anticipation:
+            cut = coin.randrange(p.n_steps)
+        data.append(training_text_ids(tokenizer, p, cfg.templates[i % k], cut))
+    return data
 
 
 @dataclass(frozen=True)
@@ -212,33 +231,66 @@ def _fit(
 
 @dataclass(frozen=True)
 class ContinuedLMConfig:
-    """An LM that starts from a trained default LM and trains on fresh gold solutions.
+    """An LM that starts from a trained LM (a default LM or another continued one) and trains on
+    fresh gold solutions.
 
     The embedded track's PRM backbone: the paper trains its PRM from a strong math model, and a
     PRM can only judge arithmetic as well as its backbone knows it. Starting from the policy LM's
     weights (as the paper's PRM starts from the policy model) and training it further on problems
     the policy never saw gives a backbone that knows more arithmetic than the policy at a fraction
     of the cost of a second LM. Every label source's PRM uses the same backbone.
+
+    With `anticipation` = p > 0, a labeling LM (`cpmi_lib.labelers`): a fraction p of its
+    examples stop after k < S gold steps and state the final answer at once, so its belief in the
+    answer can follow a partial solution, as CPMI assumes of its labeler.
     """
 
-    parent: LMTrainConfig = field(default_factory=LMTrainConfig)
+    parent: LMTrainConfig | ContinuedLMConfig = field(default_factory=LMTrainConfig)
     n_train_problems: int = 40_000
     train_steps: int = 1000
     lr: float = 1e-3
     warmup_steps: int = 50
-    seed: int = 1  # problems and batch order: not the parent's (0), so the data are new
+    seed: int = 1  # problems and batch order: not an ancestor's, so the data are new
+    anticipation: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.seed == self.parent.seed:
+        ancestors = self.lineage()[1:]
+        if self.seed in {a.seed for a in ancestors}:
             raise ValueError(
-                f"ContinuedLMConfig.seed must differ from the parent's ({self.parent.seed}): "
-                "the same seed would replay the parent's own training problems"
+                f"ContinuedLMConfig.seed must differ from the parent's ({self.parent.seed}) and "
+                f"every earlier ancestor's ({[a.seed for a in ancestors]}): the same seed would "
+                "replay their own training problems"
             )
         if self.train_steps < 1 or self.lr <= 0 or self.n_train_problems < 1:
             raise ValueError(f"ContinuedLMConfig: steps, lr and problems must be positive: {self}")
+        if not 0.0 <= self.anticipation <= 1.0:
+            raise ValueError(
+                f"ContinuedLMConfig.anticipation must be in [0, 1]: {self.anticipation}"
+            )
+
+    def lineage(self) -> list[LMTrainConfig | ContinuedLMConfig]:
+        """This config, its parent, …, down to the LM trained from scratch."""
+        chain: list[LMTrainConfig | ContinuedLMConfig] = [self]
+        while isinstance(chain[-1], ContinuedLMConfig):
+            chain.append(chain[-1].parent)
+        return chain
+
+    @property
+    def root(self) -> LMTrainConfig:
+        """The LM trained from scratch at the start of the lineage: its world, tokenizer and
+        batch settings are every descendant's."""
+        root = self.lineage()[-1]
+        assert isinstance(root, LMTrainConfig)
+        return root
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As `asdict`, but a field added after a model was cached is left out at its neutral
+        default, so cached models keep their keys (`anticipation` = 0: the recipe before it)."""
+        d = asdict(self)
+        d["parent"] = self.parent.to_dict()
+        if self.anticipation == 0.0:
+            del d["anticipation"]
+        return d
 
     def key(self) -> str:
         blob = json.dumps({"recipe": RECIPE_VERSION, **self.to_dict()}, sort_keys=True)
@@ -258,23 +310,22 @@ def ensure_continued_lm(
     path = continued_lm_dir(cfg, cache)
     if (path / "training.json").exists():
         return path
-    parent = ensure_default_lm(cfg.parent, cache, progress)
+    parent = ensure_lm(cfg.parent, cache, progress)
+    root = cfg.root
     threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.parent.threads)
+    torch.set_num_threads(root.threads)
     try:
         torch.manual_seed(cfg.seed)
         tokenizer = build_world_tokenizer()
         model = LlamaForCausalLM.from_pretrained(parent, dtype=torch.float32)
-        data = _training_data(tokenizer, cfg.parent, cfg.n_train_problems, cfg.seed)
-        schedule = _Schedule(
-            cfg.train_steps, cfg.lr, cfg.warmup_steps, cfg.parent.weight_decay, cfg.seed
-        )
+        data = _training_data(tokenizer, root, cfg.n_train_problems, cfg.seed, cfg.anticipation)
+        schedule = _Schedule(cfg.train_steps, cfg.lr, cfg.warmup_steps, root.weight_decay, cfg.seed)
         record = {**cfg.to_dict(), "parent_dir": parent.name}
         return _fit(
             model,
             tokenizer,
             data,
-            cfg.parent.batch_size,
+            root.batch_size,
             schedule,
             path,
             record,
@@ -300,6 +351,17 @@ def ensure_default_lm(
     if (path / "training.json").exists():
         return path
     return train_lm(cfg, path, progress=progress)
+
+
+def ensure_lm(
+    cfg: LMTrainConfig | ContinuedLMConfig,
+    cache: str | os.PathLike[str] = DEFAULT_CACHE,
+    progress: bool = True,
+) -> Path:
+    """The directory of a default or continued LM, trained now (with its ancestors) if needed."""
+    if isinstance(cfg, ContinuedLMConfig):
+        return ensure_continued_lm(cfg, cache, progress)
+    return ensure_default_lm(cfg, cache, progress)
 
 
 def training_record(path: str | os.PathLike[str]) -> dict[str, Any]:

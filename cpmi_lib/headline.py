@@ -118,6 +118,16 @@ def as_headline(name: object, entry: Headline | Mapping[str, Any], where: str = 
         raise HeadlineError(f"{at}headline {name!r}: {exc}") from None
 
 
+def put_entry(out: dict[str, Headline], name: str, value: Any, ci: Any, n: int) -> None:
+    """Add ``name`` to `out` unless its value is undefined in this run (None or NaN: left out,
+    not faked); a CI with an undefined end becomes None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return
+    if ci is not None and any(c is None or math.isnan(c) for c in ci):
+        ci = None
+    out[name] = Headline(float(value), tuple(ci) if ci is not None else None, int(n))
+
+
 def _headline_path(path: str | os.PathLike[str]) -> Path:
     """A results folder means its headline.json; anything else is the file itself."""
     p = Path(path)

@@ -18,13 +18,12 @@ tables themselves are cheap to rebuild from them and are not cached.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
 from cpmi_lib.best_of_n import compare
-from cpmi_lib.headline import Headline
+from cpmi_lib.headline import Headline, put_entry
 from cpmi_lib.labeling import read_labels, total_costs
 from cpmi_lib.position_control import cross_fit_scores, position_auroc
 from cpmi_lib.prm_experiment import BUDGET, Experiment, parse_prm_name
@@ -154,9 +153,9 @@ def headline_entries(
     out: dict[str, Headline] = {}
     rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
     for name, r in rows.items():
-        _put(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), _items(exp, name))
+        put_entry(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), _items(exp, name))
     truth = rows["truth"]
-    _put(
+    put_entry(
         out,
         f"truth_prm_bon{n}",
         truth[f"bon{n}"],
@@ -166,7 +165,7 @@ def headline_entries(
     curves = exp.best_of_n("truth").set_index(["method", "n"])
     for method in ("majority", "random"):
         r = curves.loc[(method, n)]
-        _put(
+        put_entry(
             out,
             f"{method}_bon{n}",
             float(r["accuracy"]),
@@ -176,36 +175,28 @@ def headline_entries(
     vs = compare(
         exp.best_of_n("truth"), truth["bon_method_from_dev"], exp.best_of_n("truth"), "majority", n
     )
-    _put(out, "truth_prm_vs_majority_p", vs.p_value, None, truth["bon_problems"])
+    put_entry(out, "truth_prm_vs_majority_p", vs.p_value, None, truth["bon_problems"])
     quality = quality.set_index("scores")
     for source in ("cpmi", "mc", "position"):
         q = quality.loc[f"{source} labels"]
-        _put(out, f"{source}_auroc_vs_truth", q["auroc_pooled"], None, int(q["steps"]))
+        put_entry(out, f"{source}_auroc_vs_truth", q["auroc_pooled"], None, int(q["steps"]))
     q = quality.loc["cpmi labels"]
     ci = tuple(q["within_ci"]) if q["within_ci"] is not None else None
-    _put(
+    put_entry(
         out, "cpmi_auroc_vs_truth_within_position", q["auroc_within_position"], ci, int(q["steps"])
     )
     plan = exp.budget_plan()
-    _put(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
-    _put(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
+    put_entry(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
+    put_entry(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
     n_budget = exp.budget_size()
-    _put(out, "budget_cpmi_trajectories", n_budget, None, n_budget)
+    put_entry(out, "budget_cpmi_trajectories", n_budget, None, n_budget)
     table = budget.set_index("prm")
     for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
         r = table.loc[name]
-        _put(out, key, r["f1"], tuple(r["f1_ci"]), _items(exp, name))
+        put_entry(out, key, r["f1"], tuple(r["f1_ci"]), _items(exp, name))
     test = tests[f"cpmi@{BUDGET} vs mc"]
-    _put(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
+    put_entry(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
     return out
-
-
-def _put(out: dict[str, Headline], name: str, value: Any, ci: Any, n: int) -> None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return
-    if ci is not None and any(c is None or math.isnan(c) for c in ci):
-        ci = None
-    out[name] = Headline(float(value), ci, int(n))
 
 
 def _items(exp: Experiment, name: str) -> int:

@@ -43,9 +43,14 @@ def lp_along_steps(
     lp_negatives: Sequence[Sequence[float]],
     negative_labels: Sequence[str],
     first_error: int | None,
+    ax: plt.Axes | None = None,
+    title: str | None = None,
 ) -> plt.Figure:
     """LP(gold) and LP(each negative) after the prompt (x = 0) and after each step i (x = i)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
     x = list(range(len(lp_gold)))
     ax.plot(x, lp_gold, marker="o", color=LABELER_COLORS["cpmi"], lw=2.5, label="gold answer")
     for label, lps in zip(negative_labels, lp_negatives, strict=True):
@@ -55,7 +60,24 @@ def lp_along_steps(
     ax.set_xticks(x)
     ax.set_xlabel("context: prompt (0), then after step i")
     ax.set_ylabel("log p('The answer is: …') (nats/token)")
+    if title:
+        ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def lp_along_steps_by_labeler(
+    curves: dict[str, tuple[Sequence[float], Sequence[Sequence[float]]]],
+    negative_labels: Sequence[str],
+    first_error: int | None,
+) -> plt.Figure:
+    """`lp_along_steps` for each labeler (name → (LP gold, LP of each negative)), side by side on
+    a shared y axis."""
+    fig, axes = plt.subplots(
+        1, len(curves), figsize=(6 * len(curves), 4), sharey=True, squeeze=False
+    )
+    for ax, (name, (gold, negatives)) in zip(axes[0], curves.items(), strict=True):
+        lp_along_steps(gold, negatives, negative_labels, first_error, ax=ax, title=name)
     return fig
 
 
@@ -244,4 +266,51 @@ def within_position_bars(table: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("step index (0 = first step)")
     ax.set_ylabel("step AUROC vs exact truth, within position")
     ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def labeler_axis_figure(summary: pd.DataFrame) -> plt.Figure:
+    """Label quality against the labeler's anticipation skill (`labeler_axis.summary_table`):
+    step AUROC vs exact truth of CPMI (its setting chosen on dev; pooled and within position)
+    and of MC from the same labeler, one line per label source, one point per labeler."""
+    table = summary.sort_values("anticipation")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    x = table["anticipation"]
+    values = {
+        c: pd.to_numeric(table[c], errors="coerce")
+        for c in ("cpmi_auroc", "cpmi_within", "mc_auroc", "mc_within")
+    }
+    lines = (
+        ("cpmi_auroc", "cpmi_auroc_ci", "CPMI, pooled", LABELER_COLORS["cpmi"], "-"),
+        ("cpmi_within", "cpmi_within_ci", "CPMI, within position", LABELER_COLORS["cpmi"], "--"),
+        ("mc_auroc", None, "MC (N rollouts), pooled", LABELER_COLORS["mc"], "-"),
+        ("mc_within", None, "MC, within position", LABELER_COLORS["mc"], "--"),
+    )
+    for col, ci, label, color, ls in lines:
+        yerr = None
+        if ci is not None:
+            lo = table[ci].map(lambda c: c[0] if c else float("nan"))
+            hi = table[ci].map(lambda c: c[1] if c else float("nan"))
+            yerr = _ci_errors(values[col], lo, hi)
+        ax.errorbar(
+            x, values[col], yerr=yerr, marker="o", ls=ls, color=color, capsize=3, label=label
+        )
+    for xi, yi, name in zip(x, values["cpmi_auroc"].fillna(0.5), table["labeler"], strict=True):
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.axhline(0.5, color="#999999", ls=":", lw=1)
+    ax.set_xlabel("anticipation skill: mean P(gold answer) after a correct prefix, steps left")
+    ax.set_ylabel("step AUROC vs exact truth (95% CI)")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def anticipation_curves(curves: pd.DataFrame) -> plt.Figure:
+    """P(gold answer) after a correct prefix against the steps still to do, one line per labeler
+    (0 steps left: after the whole solution)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(curves, x="remaining", y="p_gold", hue="labeler", marker="o", ax=ax)
+    ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("steps left after the prefix")
+    ax.set_ylabel("P(gold answer | prefix, 'The answer is:')")
     return fig

@@ -1,7 +1,7 @@
 """Presets of the experiment grid: what every notebook is run with.
 
 - ``smoke``: the embedded track at tiny sizes, minutes on 2 CPU cores (CI runs it).
-- ``default``: the embedded track (`make reproduce`: about 21 min on 2 CPU cores from scratch).
+- ``default``: the embedded track (`make reproduce`; README § Time for the measured range).
 - ``paper``: the hub track at paper scale, for a GPU with hub access: Qwen2.5-Math-1.5B-Instruct
   as policy, labeler and PRM backbone, GSM8K problems, ProcessBench.
 - ``paper-smoke``: the paper track's code path (hub loaders, schemas, no exact step truth) on the
@@ -19,6 +19,7 @@ from typing import Any
 
 from cpmi_lib.cpmi import CPMIConfig
 from cpmi_lib.default_lm import ContinuedLMConfig, LMTrainConfig
+from cpmi_lib.labelers import Labeler, default_axis
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import ExperimentConfig
@@ -128,15 +129,32 @@ def experiment_config(preset: str) -> ExperimentConfig:
     raise ValueError(f"unknown preset {preset!r}; known: {PRESET_NAMES}")
 
 
+def labeler_axis(preset: str) -> tuple[Labeler, ...]:
+    """The labelers of a preset's capability axis (`cpmi_lib.labelers`; embedded track only)."""
+    cfg = experiment_config(preset)
+    if preset in ("smoke", "paper-smoke"):
+        return default_axis(cfg.lm, cfg.prm_lm, steps=10, problems=300)
+    return default_axis(cfg.lm, cfg.prm_lm)
+
+
 _DEFAULT_NOTEBOOKS: dict[str, dict[str, Any]] = {
     "build_data": {},
-    "explore_single_problem": {"problem_index": 0, "variant": "cumulative"},
+    "explore_single_problem": {
+        "problem_index": 0,
+        "variant": "cumulative",
+        "labelers": ["policy", "anticipate"],
+    },
     "label_cost": {},
     "label_quality": {},
     "train_prm": {},
     "processbench": {},
     "best_of_n": {},
     "instrument": {},
+    "labelers": {
+        "skill_problems": 100,
+        "select_trajectories": 300,
+        "quality_trajectories": 300,
+    },
     "ablations": {
         "n_trajectories": 300,
         "negatives_grid": [0, 1, 2, 4, 8],
@@ -147,12 +165,19 @@ _DEFAULT_NOTEBOOKS: dict[str, dict[str, Any]] = {
 #: Notebook-specific parameters of each preset (in dependency order of the notebooks).
 _SMOKE_NOTEBOOKS: dict[str, dict[str, Any]] = {
     **_DEFAULT_NOTEBOOKS,
+    "labelers": {
+        "skill_problems": 8,
+        "select_trajectories": 12,
+        "quality_trajectories": 12,
+    },
     "ablations": {"n_trajectories": 12, "negatives_grid": [0, 2], "templates_grid": [1, 2]},
 }
+#: The hub track has no labeler axis (it needs the exact step truth): the policy labels alone.
+_POLICY_ONLY = {"explore_single_problem": {"problem_index": 0, "variant": "cumulative"}}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": _DEFAULT_NOTEBOOKS,
     "smoke": _SMOKE_NOTEBOOKS,
-    "paper-smoke": _SMOKE_NOTEBOOKS,
-    "paper": _DEFAULT_NOTEBOOKS,
+    "paper-smoke": _SMOKE_NOTEBOOKS | _POLICY_ONLY,
+    "paper": _DEFAULT_NOTEBOOKS | _POLICY_ONLY,
     **{name: _DEFAULT_NOTEBOOKS for name in SEED_PRESETS},
 }

@@ -95,9 +95,13 @@ class ExperimentConfig:
     world: WorldSpec = field(
         default_factory=lambda: WorldSpec(sizes={"train": 10_000, "dev": 600, "test": 1000})
     )
+    #: The policy LM: it samples the trajectories (embedded track).
     lm: LMTrainConfig = field(default_factory=LMTrainConfig)
     #: The embedded track's PRM backbone: the policy LM trained further (None: the policy LM).
     prm_lm: ContinuedLMConfig | None = field(default_factory=ContinuedLMConfig)
+    #: The labeling LM of the embedded track, for CPMI and MC's rollouts alike (None: the policy
+    #: LM). It must descend from `lm` (same world and tokenizer); `cpmi_lib.labelers`.
+    labeler: ContinuedLMConfig | None = None
     hub: HubSpec | None = None
     train_problems: int = 600
     dev_problems: int = 150
@@ -125,20 +129,48 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.prm_lm is not None and self.prm_lm.parent != self.lm:
             raise ValueError("ExperimentConfig.prm_lm must continue `lm` (prm_lm.parent == lm)")
+        if self.labeler is not None and self.labeler.root != self.lm:
+            raise ValueError(
+                "ExperimentConfig.labeler must descend from `lm` (labeler.root == lm): the "
+                "labeler reads the policy's world and tokens"
+            )
+        if self.labeler is not None and self.hub is not None:
+            raise ValueError(
+                "ExperimentConfig.labeler is the embedded track's; on the hub "
+                "track name the labeling LM in HubSpec.labeler"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """Every setting as JSON; the LM configs as their own `to_dict` (a field added with a
+        neutral default leaves cached keys alone), and no `labeler` entry when it is the policy."""
+        d = asdict(self)
+        d["prm_lm"] = self.prm_lm and self.prm_lm.to_dict()
+        if self.labeler is None:
+            del d["labeler"]
+        else:
+            d["labeler"] = self.labeler.to_dict()
+        return json.loads(json.dumps(d))
 
     def key(self) -> str:
         return _hash(self.to_dict())
 
-    def data_key(self) -> str:
-        """What the samples and labels depend on: everything but the PRM's training settings."""
+    def sample_key(self) -> str:
+        """What the policy's samples (and the Best-of-N pools) depend on: neither the PRM's
+        settings nor the labeler's."""
         d = self.to_dict()
-        for name in ("prm", "prm_lm", "curve_sizes"):  # PRM-side settings only
-            del d[name]
-        d["label_format"] = LABEL_FORMAT  # a label file of another format cannot be resumed
+        for name in ("prm", "prm_lm", "curve_sizes", *LABEL_SETTINGS):
+            d.pop(name, None)
         return _hash(d)
+
+    def label_key(self) -> str:
+        """What the CPMI and MC labels depend on beyond the samples: the labeling LM and the
+        labeling settings (and the label file format, which a resumed run must match)."""
+        d = self.to_dict()
+        return _hash({name: d.get(name) for name in LABEL_SETTINGS} | {"format": LABEL_FORMAT})
+
+
+#: The settings of the labels (`ExperimentConfig.label_key`), as opposed to the samples'.
+LABEL_SETTINGS = ("labeler", "cpmi", "n_negatives", "mc")
 
 
 def _hash(d: dict[str, Any]) -> str:
@@ -157,17 +189,25 @@ class Experiment:
         cache = Path(os.environ.get("CPMI_CACHE", DEFAULT_CACHE))
         self.cache = cache
         root = Path(work_dir) if work_dir else cache / "experiments"
-        self.data_dir = root / f"data-{cfg.data_key()}"  # samples, labels, Best-of-N pool
+        # the policy's samples and Best-of-N pools; below them, one folder per labeling setup
+        # (labeling LM, CPMI and MC settings) for its labels, budget plan and the extra samples
+        # that plan asks for: labelers share the samples, so they label the same trajectories
+        self.data_dir = root / f"samples-{cfg.sample_key()}"
+        self.label_dir = self.data_dir / f"labels-{cfg.label_key()}"
         self.dir = root / f"prm-{cfg.key()}"  # PRMs and their evaluations
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.label_dir.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        self.track: Track = make_track(cfg.hub, cfg.world, cfg.lm, cache, cfg.prm_lm)
+        self.track: Track = make_track(cfg.hub, cfg.world, cfg.lm, cache, cfg.prm_lm, cfg.labeler)
 
     # ------------------------------------------------------------------ inputs
     def lm(self) -> tuple[Any, Any]:
-        """The policy and labeling LM with its tokenizer (loaded once)."""
+        """The policy LM with its tokenizer (loaded once): it samples every trajectory."""
         return self.track.lm()
+
+    def labeler_lm(self) -> tuple[Any, Any]:
+        """The labeling LM with its tokenizer (loaded once): CPMI and MC's rollouts alike."""
+        return self.track.labeler_lm()
 
     @property
     def prm_names(self) -> tuple[str, ...]:
@@ -185,7 +225,9 @@ class Experiment:
         """The policy's sampled solutions of `split` problems: graded exactly on the embedded
         track, by final answer on the hub. ``"extra"``: the train problems after the base set's,
         as many as the budget-matched CPMI set needs (`budget_plan`)."""
-        out = self.data_dir / f"policy-{split}.jsonl"
+        # the extra samples' count follows the labeler's budget plan: they live with its labels
+        folder = self.label_dir if split == "extra" else self.data_dir
+        out = folder / f"policy-{split}.jsonl"
         if _done(out):
             return out
         if split == "extra":
@@ -206,15 +248,28 @@ class Experiment:
         write_trajectories(out, sample_solutions(model, tok, problems, cfg))
         return out
 
-    def labels(self, labeler: str, split: str) -> Path:
-        """CPMI, MC or position labels of the policy samples of `split` (resumable)."""
-        out = self.data_dir / f"labels-{labeler}-{split}.jsonl"
+    def labels(self, labeler: str, split: str, first: int | None = None) -> Path:
+        """CPMI, MC or position labels of the policy samples of `split` (resumable).
+
+        `first`: labels of at least the split's first n samples, for a measurement that needs no
+        more (`cpmi_lib.labelers`): the whole split's file when it already covers them, else a
+        file of those n alone."""
         trajs = self.policy_samples(split)
-        if labeler == "position":
+        if labeler == "position":  # fit on truth: the same whoever labels
+            out = self.data_dir / f"labels-{labeler}-{split}.jsonl"
             if not _done(out):
                 self._write_position_labels(out, read_trajectories(trajs))
             return out
-        model, tok = self.lm()
+        out = self.label_dir / f"labels-{labeler}-{split}.jsonl"
+        if first is not None:
+            head = read_trajectories(trajs)[:first]
+            if _done(out) and {t.id for t in head} <= {r["id"] for r in read_labels(out)}:
+                return out
+            trajs = self.label_dir / f"policy-{split}-first{first}.jsonl"
+            if not _done(trajs):
+                write_trajectories(trajs, head)
+            out = self.label_dir / f"labels-{labeler}-{split}-first{first}.jsonl"
+        model, tok = self.labeler_lm()
         cfg = LabelConfig(
             method=labeler,
             cpmi=self.cfg.cpmi,
@@ -222,7 +277,7 @@ class Experiment:
             mc=self.cfg.mc,
             seed=self.cfg.seed,
         )  # type: ignore[arg-type]
-        label_file(model, tok, self.track.model_path, trajs, out, cfg, resume=True)
+        label_file(model, tok, self.track.labeler_path, trajs, out, cfg, resume=True)
         return out
 
     def position_labeler(self) -> PositionLabeler:
@@ -243,7 +298,7 @@ class Experiment:
         labeled the base set, rounded down to whole problems and capped by the world's train
         split. Cached: decided once from the first run's measured seconds, so reruns reuse the
         same data."""
-        out = self.data_dir / "budget.json"
+        out = self.label_dir / "budget.json"
         if _done(out):
             return json.loads(out.read_text())
         mc = total_costs(read_labels(self.labels("mc", "train")))
@@ -526,7 +581,7 @@ class Experiment:
     ) -> dict[str, Any]:
         """Step-level AUROC against the reference labels of CPMI with other settings, on the
         first `n_trajectories` training samples (the same ones for every setting)."""
-        model, tok = self.lm()
+        model, tok = self.labeler_lm()
         trajs = read_trajectories(self.policy_samples("train"))[:n_trajectories]
         reference = self.reference_labels(trajs, "train")
         scores: list[float] = []

@@ -30,7 +30,7 @@ from cpmi_lib.presets import REPO, RESULT_ROOTS, SEED_PRESETS
 
 #: The notebooks that record `results/headline.json` numbers: a seed runs only these (they train
 #: and sample everything the headline needs through the experiment's cache), not the whole grid.
-HEADLINE_NOTEBOOKS = ("instrument",)
+HEADLINE_NOTEBOOKS = ("instrument", "labelers")
 
 
 def seed_spread(

@@ -61,8 +61,10 @@ class HubSpec:
     problem on the same side.
     """
 
-    model: str = "Qwen/Qwen2.5-Math-1.5B-Instruct"  # the policy and the labeling LM
+    model: str = "Qwen/Qwen2.5-Math-1.5B-Instruct"  # the policy (and, by default, the labeler)
     prm_backbone: str = "Qwen/Qwen2.5-Math-1.5B-Instruct"
+    #: The labeling LM (CPMI and MC's rollouts); None: `model`, as in the paper.
+    labeler: str | None = None
     device: str = "cuda"
     dtype: str | None = "bfloat16"
     problems: str = "openai/gsm8k"
@@ -84,6 +86,8 @@ class HubSpec:
         for name in ("model", "prm_backbone", "problems", "processbench"):
             if not getattr(self, name):
                 raise ValueError(f"HubSpec.{name} is empty")
+        if self.labeler == "":
+            raise ValueError("HubSpec.labeler is empty (None: the policy model)")
 
     @classmethod
     def embedded(cls, subsets: tuple[str, ...], dev_fraction: float = 0.25) -> HubSpec:
@@ -119,6 +123,7 @@ class Track(ABC):
     def __init__(self, world: WorldSpec, lm: LMTrainConfig, cache: Path):
         self.world_spec, self.lm_config, self.cache = world, lm, cache
         self._lm: tuple[Any, Any] | None = None
+        self._labeler: tuple[Any, Any] | None = None
 
     @functools.cached_property
     def world_dir(self) -> Path:
@@ -133,7 +138,12 @@ class Track(ABC):
     @property
     @abstractmethod
     def model_path(self) -> str:
-        """The policy and labeling LM: a local directory or a hub id."""
+        """The policy LM: a local directory or a hub id."""
+
+    @property
+    def labeler_path(self) -> str:
+        """The labeling LM (CPMI and MC's rollouts): the policy unless the track names another."""
+        return self.model_path
 
     @property
     @abstractmethod
@@ -141,13 +151,22 @@ class Track(ABC):
         """What the PRMs are fine-tuned from: a local directory or a hub id."""
 
     def lm(self) -> tuple[Any, Any]:
-        """The policy/labeling LM and its tokenizer, loaded once."""
+        """The policy LM and its tokenizer, loaded once."""
         if self._lm is None:
-            self._lm = self._load_lm()
+            self._lm = self._load_lm(self.model_path)
         return self._lm
 
-    def _load_lm(self) -> tuple[Any, Any]:
-        return load_lm(self.model_path)
+    def labeler_lm(self) -> tuple[Any, Any]:
+        """The labeling LM and its tokenizer, loaded once (the policy's objects when the same)."""
+        path = self.labeler_path
+        if path == self.model_path:
+            return self.lm()
+        if self._labeler is None:
+            self._labeler = self._load_lm(path)
+        return self._labeler
+
+    def _load_lm(self, path: str) -> tuple[Any, Any]:
+        return load_lm(path)
 
     @abstractmethod
     def problems(self, split: str, n: int) -> list[Problem | Trajectory]:
@@ -170,6 +189,7 @@ class Track(ABC):
         return {
             "track": type(self).__name__,
             "LM": self._shown(self.model_path),
+            "labeler": self._shown(self.labeler_path),
             "PRM backbone": self._shown(self.prm_backbone),
         }
 
@@ -189,11 +209,21 @@ class EmbeddedTrack(Track):
         lm: LMTrainConfig,
         cache: Path,
         prm_lm: ContinuedLMConfig | None = None,
+        labeler: ContinuedLMConfig | None = None,
     ):
         super().__init__(world, lm, cache)
         if prm_lm is not None and prm_lm.parent != lm:
             raise ValueError("the PRM backbone LM must continue the policy LM (its parent)")
-        self.prm_lm = prm_lm
+        if labeler is not None and labeler.root != lm:
+            raise ValueError("the labeling LM must descend from the policy LM (same world)")
+        self.prm_lm, self.labeler = prm_lm, labeler
+
+    @property
+    def labeler_path(self) -> str:
+        """The policy LM itself, or the labeling LM trained from it (trained on first use)."""
+        if self.labeler is None:
+            return self.model_path
+        return str(ensure_continued_lm(self.labeler, cache=self.cache))
 
     @property
     def prm_backbone(self) -> str:
@@ -234,8 +264,12 @@ class HubTrack(Track):
     def prm_backbone(self) -> str:
         return self._model(self.spec.prm_backbone)
 
-    def _load_lm(self) -> tuple[Any, Any]:
-        return load_lm(self.model_path, device=self.spec.device, dtype=self.spec.dtype)
+    @property
+    def labeler_path(self) -> str:
+        return self._model(self.spec.labeler) if self.spec.labeler else self.model_path
+
+    def _load_lm(self, path: str) -> tuple[Any, Any]:
+        return load_lm(path, device=self.spec.device, dtype=self.spec.dtype)
 
     @functools.cached_property
     def _exported(self) -> dict[str, Path]:
@@ -304,9 +338,13 @@ def make_track(
     lm: LMTrainConfig,
     cache: str | os.PathLike[str],
     prm_lm: ContinuedLMConfig | None = None,
+    labeler: ContinuedLMConfig | None = None,
 ) -> Track:
-    """The hub track when `hub` is given (its PRM backbone is `hub.prm_backbone`), else the
-    embedded one (PRM backbone: `prm_lm`, or the policy LM when None)."""
+    """The hub track when `hub` is given (its PRM backbone is `hub.prm_backbone`, its labeler
+    `hub.labeler`), else the embedded one (PRM backbone: `prm_lm`, labeler: `labeler`; the policy
+    LM where None)."""
     if hub is None:
-        return EmbeddedTrack(world, lm, Path(cache), prm_lm)
+        return EmbeddedTrack(world, lm, Path(cache), prm_lm, labeler)
+    if labeler is not None:
+        raise ValueError("a labeler config is the embedded track's; the hub's is HubSpec.labeler")
     return HubTrack(hub, world, lm, Path(cache))

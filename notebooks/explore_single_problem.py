@@ -13,10 +13,11 @@
 # %% [markdown]
 # # CPMI on one problem, step by step
 # Give a problem by index (the index-th policy training sample with a wrong final answer), by
-# problem id (that problem's first wrong sample), or any question, steps and gold answer. The
-# table shows each step's gold term, negative term and CPMI; the plot shows LP(gold) and
-# LP(negatives) along the steps, with the true first error marked when it is known (exactly, on
-# the embedded track).
+# problem id (that problem's first wrong sample), or any question, steps and gold answer, and the
+# labelers to compare (`presets.labeler_axis`: the policy LM, or LMs trained to anticipate the
+# answer). The table shows each step's gold term and CPMI from each labeler; the plots show
+# LP(gold) and LP(negatives) along the steps, one panel per labeler, with the true first error
+# marked when it is known (exactly, on the embedded track).
 
 # %% tags=["parameters"]
 preset = "default"
@@ -25,65 +26,61 @@ figures_dir = "../figures"
 problem_index = 0
 problem_id = None  # e.g. "world-train-000000" or "gsm8k-train-7"; overrides problem_index
 variant = "cumulative"
+labelers = ["policy"]  # side by side: names of `presets.labeler_axis(preset)` (embedded track)
 question = None  # set question, steps and gold to explore your own problem
 steps = None
 gold = None
 n_negatives = 4
 
 # %%
+import pandas as pd
+
 from cpmi_lib.cpmi import CPMIConfig, context_logprobs, cpmi_step_scores
+from cpmi_lib.labeler_axis import labeler_experiment
 from cpmi_lib.negatives import hard_negatives
-from cpmi_lib.plots import lp_along_steps, save_figure
-from cpmi_lib.presets import experiment_config
+from cpmi_lib.plots import lp_along_steps_by_labeler, save_figure
+from cpmi_lib.presets import experiment_config, labeler_axis
 from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
 from cpmi_lib.text_format import PROMPT_TEMPLATES
 
 exp = Experiment(experiment_config(preset))
-model, tokenizer = exp.lm()
+axis = {x.name: x for x in labeler_axis(preset)} if exp.track.step_truth else {}
 first_error = None
 if question is None:
     t = exp.example(problem_index, problem_id)
     question, steps, gold, first_error = t.question, t.steps, t.gold_answer, t.first_error
-print(question)
-
-# %%
 negatives = hard_negatives(question, steps, gold, n_negatives)
+print(question, "\nnegatives:", [(n.answer, n.source) for n in negatives])
+
+# %%
 cfg = CPMIConfig(variant=variant, templates=PROMPT_TEMPLATES)
-scores = cpmi_step_scores(
-    model, tokenizer, question, steps, gold, [n.answer for n in negatives], cfg
-)
-# LP of every answer after the prompt and after each prefix of steps (cumulative contexts)
-lp, _ = context_logprobs(
-    model,
-    tokenizer,
-    question,
-    steps,
-    [gold] + [n.answer for n in negatives],
-    CPMIConfig(variant="cumulative", templates=PROMPT_TEMPLATES),
-)
-
-# %%
-import pandas as pd
-
-table = pd.DataFrame(
-    {
-        "step": steps,
-        "gold term": [s.gold_term for s in scores],
-        "negative term": [s.neg_term for s in scores],
-        "CPMI": [s.cpmi for s in scores],
-        "truly right": [
-            None if first_error is None else (first_error == -1 or i < first_error)
-            for i in range(len(steps))
-        ],
-    }
-)
+answers = [gold] + [n.answer for n in negatives]
+table = pd.DataFrame({"step": steps})
+curves = {}
+for name in labelers:
+    lab = exp if name == "policy" else labeler_experiment(exp.cfg, axis[name])
+    model, tokenizer = lab.labeler_lm()
+    scores = cpmi_step_scores(model, tokenizer, question, steps, gold, answers[1:], cfg)
+    table[f"gold term ({name})"] = [s.gold_term for s in scores]
+    table[f"CPMI ({name})"] = [s.cpmi for s in scores]
+    # LP of every answer after the prompt and after each prefix of steps (cumulative contexts)
+    lp, _ = context_logprobs(
+        model,
+        tokenizer,
+        question,
+        steps,
+        answers,
+        CPMIConfig(variant="cumulative", templates=PROMPT_TEMPLATES),
+    )
+    curves[name] = (lp[:, 0].tolist(), lp[:, 1:].T.tolist())
+table["truly right"] = [
+    None if first_error is None else (first_error == -1 or i < first_error)
+    for i in range(len(steps))
+]
 save_table(table, "explore_single_problem", results_dir)
-print("negatives:", [(n.answer, n.source) for n in negatives])
-table.style.background_gradient(subset=["CPMI"], cmap="RdYlGn")
+table.style.background_gradient(subset=[c for c in table if c.startswith("CPMI")], cmap="RdYlGn")
 
 # %%
-fig = lp_along_steps(
-    lp[:, 0].tolist(), lp[:, 1:].T.tolist(), [n.answer for n in negatives], first_error
-)
+fig = lp_along_steps_by_labeler(curves, [n.answer for n in negatives], first_error)
 save_figure(fig, "explore_single_problem", figures_dir)

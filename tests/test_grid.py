@@ -36,12 +36,17 @@ EXPECTED_TABLES = {
     "budget_mcnemar",
     "truth_prm_data_curve",
     "auroc_within_position",
+    "labeler_axis",
+    "labeler_axis_quality",
     "ablations",
 }
 #: Tables that need the exact step truth: the paper track has none.
 TRUTH_ONLY = {
     "truth_prm_data_curve",
     "auroc_within_position",
+    "labeler_axis",
+    "labeler_axis_quality",
+    "anticipation_skill",
     "best_of_n_truth",
     "best_of_n_position",
 }
@@ -57,6 +62,8 @@ EXPECTED_FIGURES = {
     "budget_quality_vs_seconds",
     "truth_prm_data_curve",
     "auroc_within_position",
+    "labeler_axis",
+    "anticipation_skill",
     "ablations",
 }
 

@@ -123,7 +123,7 @@ def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, t
     base, cache, _ = tiny_experiment
     monkeypatch.setenv("CPMI_CACHE", str(cache))
     cfg = hub_config(base)
-    assert cfg.data_key() != base.data_key()
+    assert cfg.sample_key() != base.sample_key()
     exp = Experiment(cfg)
     assert exp.prm_names == ("cpmi", "mc") and not exp.track.step_truth
     with pytest.raises(ValueError, match="no exact step truth on the hub track"):

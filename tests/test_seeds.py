@@ -24,7 +24,7 @@ def test_seeded_presets_change_every_seed_but_not_the_world():
         assert cfg.world == base.world and cfg.train_problems == base.train_problems
         assert (cfg.seed, cfg.lm.seed, cfg.prm.seed) == (k, k, k)
         assert cfg.prm_lm.parent == cfg.lm and cfg.prm_lm.seed != cfg.lm.seed
-        assert cfg.key() != base.key() and cfg.data_key() != base.data_key()
+        assert cfg.key() != base.key() and cfg.sample_key() != base.sample_key()
 
 
 def test_spread_table_against_the_committed_cis(tmp_path):
@@ -78,8 +78,6 @@ def test_seeds_run_every_notebook_that_records_headline_numbers():
     """A seed runs only `HEADLINE_NOTEBOOKS`: a notebook that starts recording headline numbers
     must join it, or its names would be missing from every seed."""
     recording = {
-        p.stem
-        for p in (REPO / "notebooks").glob("*.py")
-        if "record_headline(" in p.read_text()
+        p.stem for p in (REPO / "notebooks").glob("*.py") if "record_headline(" in p.read_text()
     }
     assert recording == set(seeds.HEADLINE_NOTEBOOKS)

@@ -1,0 +1,51 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # When do CPMI labels work? The labeler's capability as an axis
+# CPMI assumes a labeler whose belief in the final answer follows a partial solution. Labelers
+# along the axis differ in *answer anticipation*: the policy LM (complete solutions only), the
+# policy trained further without anticipation (control), with anticipation, and anticipation on a
+# longer-trained LM. Each labels the same policy samples; MC's rollouts use the same labeler. The
+# CPMI setting (variant, M) and the best labeler are chosen on dev samples, reported on train.
+
+# %% tags=["parameters"]
+preset = "default"
+results_dir = "../results"
+figures_dir = "../figures"
+skill_problems = 100
+select_trajectories = 300
+quality_trajectories = 300
+
+# %%
+from cpmi_lib import labeler_axis as axis
+from cpmi_lib.headline import record_headline
+from cpmi_lib.plots import anticipation_curves, labeler_axis_figure, save_figure
+from cpmi_lib.presets import experiment_config, labeler_axis
+from cpmi_lib.tables import save_table
+
+cfg = experiment_config(preset)
+sizes = axis.AxisSizes(skill_problems, select_trajectories, quality_trajectories)
+embedded = cfg.hub is None  # the axis needs the exact step truth of the embedded world
+labelers = labeler_axis(preset) if embedded else ()
+results = {x.name: axis.measure_labeler(cfg, x, sizes) for x in labelers}
+
+# %%
+if results:
+    summary = axis.summary_table(results)
+    save_table(summary, "labeler_axis", results_dir)
+    save_table(axis.quality_table(results), "labeler_axis_quality", results_dir)
+    save_figure(labeler_axis_figure(summary), "labeler_axis", figures_dir)
+    save_figure(anticipation_curves(axis.skill_curves(results)), "anticipation_skill", figures_dir)
+    record_headline(results_dir, axis.headline_entries(results))
+    print("best labeler (chosen on dev):", axis.best_labeler(results))
+    display(summary.drop(columns=["about"]))  # noqa: F821
