@@ -168,6 +168,27 @@ def context_logprobs(
     return table, per_template[0][0]
 
 
+def answer_deltas(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    steps: Sequence[str],
+    answers: Sequence[str],
+    cfg: CPMIConfig,
+    meter: CostMeter | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per step and answer, template-averaged: LP(answer | after_i) and its change
+    LP(answer | after_i) − LP(answer | before_i); both (steps, answers). Every CPMI term is a
+    mean of columns of the second: the gold term is column 0, the negative term the mean of the
+    negatives' columns (`cpmi_step_scores`; `cpmi_lib.labelers` keeps them apart)."""
+    if not steps:
+        raise ValueError("no steps to score")
+    table, pairs = context_logprobs(model, tokenizer, question, steps, answers, cfg, meter)
+    after = torch.stack([table[a] for a, _ in pairs])
+    before = torch.stack([table[b] for _, b in pairs])
+    return after, after - before
+
+
 def cpmi_step_scores(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -179,14 +200,7 @@ def cpmi_step_scores(
     meter: CostMeter | None = None,
 ) -> list[StepScore]:
     """One `StepScore` per step (see the module docstring for the exact definition)."""
-    if not steps:
-        raise ValueError("no steps to score")
-    table, pairs = context_logprobs(
-        model, tokenizer, question, steps, [gold, *negatives], cfg, meter
-    )
-    after = torch.stack([table[a] for a, _ in pairs])
-    before = torch.stack([table[b] for _, b in pairs])
-    delta = after - before  # (steps, answers), averaged over templates
+    after, delta = answer_deltas(model, tokenizer, question, steps, [gold, *negatives], cfg, meter)
     gold_term = delta[:, 0]
     neg_term = delta[:, 1:].mean(dim=1) if negatives else torch.zeros_like(gold_term)
     cpmi = gold_term - cfg.neg_weight * neg_term

@@ -18,6 +18,7 @@ tables themselves are cheap to rebuild from them and are not cached.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -58,16 +59,24 @@ def prm_row(exp: Experiment, name: str) -> dict[str, Any]:
     }
 
 
+def majority_bon(exp: Experiment) -> float:
+    """Majority vote's Best-of-N accuracy at the largest N (the same for every PRM)."""
+    n = max(exp.cfg.bon_ns)
+    curves = exp.best_of_n(exp.prm_names[0]).set_index(["method", "n"])
+    return float(curves.loc[("majority", n), "accuracy"])
+
+
 def budget_prms(exp: Experiment) -> tuple[str, ...]:
     """`BUDGET_PRMS` this track can train (truth only where the step truth is known)."""
     return tuple(n for n in BUDGET_PRMS if exp.track.step_truth or not n.startswith("truth"))
 
 
-def budget_comparison(exp: Experiment) -> pd.DataFrame:
-    """One row per PRM of `BUDGET_PRMS`: trajectories, labeling seconds, F1, Best-of-N."""
+def budget_comparison(exp: Experiment, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per PRM of `names` (default: `budget_prms`): trajectories, labeling seconds, F1,
+    Best-of-N."""
     plan = exp.budget_plan()
     rows = []
-    for name in budget_prms(exp):
+    for name in budget_prms(exp) if names is None else names:
         source, size = parse_prm_name(name)
         n = exp.budget_size() if size == BUDGET else plan["mc_trajectories"]
         seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
@@ -153,7 +162,7 @@ def headline_entries(
     out: dict[str, Headline] = {}
     rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
     for name, r in rows.items():
-        put_entry(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), _items(exp, name))
+        put_entry(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
     truth = rows["truth"]
     put_entry(
         out,
@@ -193,13 +202,13 @@ def headline_entries(
     table = budget.set_index("prm")
     for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
         r = table.loc[name]
-        put_entry(out, key, r["f1"], tuple(r["f1_ci"]), _items(exp, name))
+        put_entry(out, key, r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
     test = tests[f"cpmi@{BUDGET} vs mc"]
     put_entry(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
     return out
 
 
-def _items(exp: Experiment, name: str) -> int:
+def benchmark_items(exp: Experiment, name: str) -> int:
     """Benchmark items the F1 is computed on."""
     subsets = exp.processbench(name)["test"]["subsets"]
     return int(sum(s["n_error"] + s["n_correct"] for s in subsets.values()))

@@ -1,10 +1,25 @@
-"""The labeler axis, measured: each labeler's anticipation skill and label quality, the CPMI
-setting and the best labeler chosen on held-out dev samples, and the headline numbers.
+"""The labeler axis: when do CPMI labels work?
 
-Every choice is made on the dev policy samples and reported on the training samples (the
-steps the PRMs learn from): per labeler the CPMI variant and M with the best within-position
+CPMI assumes a labeling LM whose belief in the final answer follows the progress of a partial
+solution. The policy LM of the embedded track was trained on complete gold solutions only: after
+a partial solution, "The answer is:" is outside everything it has seen. Labelers along the axis
+(`default_axis`) differ in that one skill, *answer anticipation*
+(`ContinuedLMConfig.anticipation`):
+
+- ``policy``: the policy LM itself (today's labeler);
+- ``continued``: the policy LM trained `steps` more steps on fresh gold solutions, without
+  anticipation: the control for "more training" alone;
+- ``anticipate``: the same problems, steps and order, but a fraction p of the examples stop after
+  k < S steps and state the final answer at once;
+- ``anticipate_long``: anticipation on top of the longer-trained PRM backbone LM.
+
+Every labeler labels the same policy samples (`ExperimentConfig.labeler`: the samples are the
+policy's, the labels go to a folder per labeler), and MC's rollouts use the same labeler, so cost
+and quality stay comparable. This module measures each labeler (`cpmi_lib.labelers`), chooses on
+held-out dev samples, reports on the training samples (the steps the PRMs learn from), and trains
+the PRMs of the best labeler: per labeler the CPMI variant and M with the best within-position
 AUROC on dev; across labelers the one whose chosen setting is best on dev. Measurements are
-cached beside each labeler's labels, so a rerun of the notebook only redoes what is missing.
+cached beside each labeler's labels, so a rerun only redoes what is missing.
 """
 
 from __future__ import annotations
@@ -13,23 +28,75 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from cpmi_lib.default_lm import training_record
+from cpmi_lib.best_of_n import compare
+from cpmi_lib.cpmi import context_logprobs, cpmi_step_scores
+from cpmi_lib.default_lm import ContinuedLMConfig, LMTrainConfig, training_record
 from cpmi_lib.headline import Headline, put_entry
+from cpmi_lib.instrument import benchmark_items, budget_comparison, prm_row
 from cpmi_lib.labelers import (
     AXIS_NEGATIVES,
-    Labeler,
     anticipation_skill,
     labeler_quality,
     skill_summary,
 )
-from cpmi_lib.prm_experiment import Experiment, ExperimentConfig
+from cpmi_lib.prm_experiment import BUDGET, Experiment, ExperimentConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Labeler:
+    """A labeling LM on the axis: None is the policy LM itself."""
+
+    name: str
+    lm: ContinuedLMConfig | None
+    about: str
+
+
+#: The experiment's own labeling LM (`ExperimentConfig.labeler` None: the policy LM on the
+#: embedded track, `HubSpec.labeler` or the policy on the hub).
+CONFIGURED = Labeler("policy", None, "the policy LM: complete gold solutions only")
+
+
+def default_axis(
+    lm: LMTrainConfig,
+    prm_lm: ContinuedLMConfig | None,
+    *,
+    steps: int = 300,
+    problems: int = 20_000,
+    anticipation: float = 0.3,
+) -> tuple[Labeler, ...]:
+    """The four labelers of the module docstring. ``continued`` and ``anticipate`` share seed,
+    problems and batch order, so they differ only in the anticipation examples."""
+    common = {"n_train_problems": problems, "train_steps": steps, "warmup_steps": 30}
+    control = ContinuedLMConfig(parent=lm, seed=2, **common)  # type: ignore[arg-type]
+    longer_parent = prm_lm or ContinuedLMConfig(parent=lm)
+    return (
+        CONFIGURED,
+        Labeler("continued", control, f"policy + {steps} steps, no anticipation (control)"),
+        Labeler(
+            "anticipate",
+            replace(control, anticipation=anticipation),
+            f"policy + {steps} steps, anticipation p = {anticipation}",
+        ),
+        Labeler(
+            "anticipate_long",
+            ContinuedLMConfig(
+                parent=longer_parent,
+                seed=3,
+                anticipation=anticipation,
+                **common,  # type: ignore[arg-type]
+            ),
+            f"policy + {longer_parent.train_steps} + {steps} steps, anticipation p = "
+            f"{anticipation}",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -206,3 +273,114 @@ def headline_entries(results: dict[str, dict[str, Any]]) -> dict[str, Headline]:
     put_entry(out, "best_labeler_cpmi_auroc_within_position", cpmi["within"], cpmi["within_ci"], n)
     put_entry(out, "best_labeler_mc_auroc_vs_truth", mc["auroc"], mc["auroc_ci"], n)
     return out
+
+
+# ----------------------------------------------------------------------------- PRMs
+
+
+#: The PRMs trained from a labeler's labels: CPMI and MC on the base set, and CPMI on the set it
+#: labels in the seconds MC took on the base set (both measured with that labeler).
+LABELER_PRMS: tuple[str, ...] = ("cpmi", "mc", f"cpmi@{BUDGET}")
+
+
+def chosen_experiment(
+    cfg: ExperimentConfig, labeler: Labeler, result: dict[str, Any]
+) -> Experiment:
+    """The experiment labelled by `labeler` with the CPMI setting chosen for it on dev (variant
+    and M negatives). For the policy with the experiment's own setting, that is the experiment
+    itself (same folders, nothing trained twice)."""
+    chosen = result["chosen"]
+    cpmi = replace(cfg.cpmi, variant=chosen["variant"])
+    return Experiment(replace(cfg, labeler=labeler.lm, cpmi=cpmi, n_negatives=int(chosen["M"])))
+
+
+def labeler_prms(
+    cfg: ExperimentConfig, labelers: Sequence[Labeler], results: dict[str, dict[str, Any]]
+) -> dict[str, Experiment]:
+    """The experiments whose PRMs the labelers table compares: the experiment as configured
+    (``"policy (as configured)"``: today's labeler and setting) and the best labeler's (chosen on
+    dev), trained on first use (`LABELER_PRMS`)."""
+    by_name = {x.name: x for x in labelers}
+    best = best_labeler(results)
+    exps = {
+        "policy (as configured)": Experiment(cfg),
+        f"{best} (best)": chosen_experiment(cfg, by_name[best], results[best]),
+    }
+    for exp in exps.values():
+        for name in LABELER_PRMS:
+            exp.train(name)
+    return exps
+
+
+def prm_table(exps: dict[str, Experiment]) -> pd.DataFrame:
+    """One row per (labeler, PRM of `LABELER_PRMS`), the truth PRM of the base set as reference:
+    trajectories, labeling seconds, ProcessBench-style F1 and Best-of-N (`budget_comparison`)."""
+    frames = []
+    for i, (name, exp) in enumerate(exps.items()):
+        names = (*LABELER_PRMS, "truth") if i == 0 and exp.track.step_truth else LABELER_PRMS
+        frames.append(budget_comparison(exp, names).assign(labeler=name))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["labeler", *[c for c in table.columns if c != "labeler"]]]
+
+
+def prm_tests(exps: dict[str, Experiment]) -> dict[str, Any]:
+    """Exact McNemar at the largest N (each PRM with its own dev-chosen aggregation), paired
+    over the same Best-of-N problems: within the best labeler CPMI at budget vs MC and CPMI vs
+    MC; across labelers the best labeler's CPMI vs the configured one's."""
+    (policy_name, policy), (best_name, best) = exps.items()
+    n = max(policy.cfg.bon_ns)
+    pairs = (
+        ((best_name, best, f"cpmi@{BUDGET}"), (best_name, best, "mc")),
+        ((best_name, best, "cpmi"), (best_name, best, "mc")),
+        ((best_name, best, "cpmi"), (policy_name, policy, "cpmi")),
+    )
+    out = {}
+    for (la, ea, a), (lb, eb, b) in pairs:
+        res = compare(ea.best_of_n(a), ea.bon_method(a), eb.best_of_n(b), eb.bon_method(b), n)
+        out[f"{a} ({la}) vs {b} ({lb})"] = res.to_dict()
+    return out
+
+
+def prm_headline(exps: dict[str, Experiment], tests: dict[str, Any]) -> dict[str, Headline]:
+    """``best_labeler_{cpmi,mc,budget_cpmi}_prm_f1`` and the McNemar p of the best labeler's
+    CPMI at budget vs its MC and of its CPMI vs the configured labeler's."""
+    ((_, best),) = list(exps.items())[1:]
+    out: dict[str, Headline] = {}
+    for key, name in (("cpmi", "cpmi"), ("mc", "mc"), ("budget_cpmi", f"cpmi@{BUDGET}")):
+        r = prm_row(best, name)
+        n_items = benchmark_items(best, name)
+        put_entry(out, f"best_labeler_{key}_prm_f1", r["f1"], tuple(r["f1_ci"]), n_items)
+    n = prm_row(best, "cpmi")["bon_problems"]
+    keys = list(tests)
+    put_entry(out, "best_labeler_budget_cpmi_vs_mc_p", tests[keys[0]]["p_value"], None, n)
+    put_entry(out, "best_labeler_cpmi_vs_policy_cpmi_p", tests[keys[2]]["p_value"], None, n)
+    return out
+
+
+# ----------------------------------------------------------------------------- one problem
+
+
+def explore_problem(
+    cfg: ExperimentConfig,
+    labelers: Sequence[Labeler],
+    question: str,
+    steps: Sequence[str],
+    gold: str,
+    negatives: Sequence[str],
+    variant: str,
+) -> tuple[pd.DataFrame, dict[str, tuple[list[float], list[list[float]]]]]:
+    """Each labeler on one problem: a table of every step's gold term and CPMI (`variant`, the
+    experiment's templates), and per labeler LP(gold) and LP(each negative) after the prompt
+    and after every prefix of steps (cumulative contexts), for `plots.lp_along_steps_by_labeler`."""
+    scoring = replace(cfg.cpmi, variant=variant)
+    prefixes = replace(cfg.cpmi, variant="cumulative")
+    table = pd.DataFrame({"step": list(steps)})
+    curves: dict[str, tuple[list[float], list[list[float]]]] = {}
+    for labeler in labelers:
+        model, tok = labeler_experiment(cfg, labeler).labeler_lm()
+        scores = cpmi_step_scores(model, tok, question, steps, gold, negatives, scoring)
+        table[f"gold term ({labeler.name})"] = [s.gold_term for s in scores]
+        table[f"CPMI ({labeler.name})"] = [s.cpmi for s in scores]
+        lp, _ = context_logprobs(model, tok, question, steps, [gold, *negatives], prefixes)
+        curves[labeler.name] = (lp[:, 0].tolist(), lp[:, 1:].T.tolist())
+    return table, curves

@@ -1,27 +1,16 @@
-"""The labeler's capability as an axis of the experiment: when do CPMI labels work?
+"""What a labeling LM can do, measured: its answer anticipation and its label quality.
 
 CPMI assumes a labeling LM whose belief in the final answer follows the progress of a partial
-solution. The policy LM of the embedded track was trained on complete gold solutions only: after
-a partial solution, "The answer is:" is outside everything it has seen. Labelers along the axis
-differ in that one skill, *answer anticipation* (`ContinuedLMConfig.anticipation`):
-
-- ``policy``: the policy LM itself (today's labeler);
-- ``continued``: the policy LM trained `steps` more steps on fresh gold solutions, without
-  anticipation: the control for "more training" alone;
-- ``anticipate``: the same problems, steps and order, but a fraction p of the examples stop after
-  k < S steps and state the final answer at once;
-- ``anticipate_long``: anticipation on top of the longer-trained PRM backbone LM.
-
-Every labeler labels the same policy samples (`ExperimentConfig.labeler`; the samples are the
-policy's, the labels go to a folder per labeler), and MC's rollouts use the same labeler, so cost
-and quality stay comparable. Per labeler this module measures
+solution; `cpmi_lib.labeler_axis` defines labelers that differ in that skill. Per labeler this
+module measures
 
 - `anticipation_skill`: the probability it gives the gold answer after a correct prefix, by the
   number of steps left, and after the first wrong step the gold answer vs the answer the wrong
   chain leads to (dev problems of the world, gold and corrupted solutions);
-- `labeler_quality`: step AUROC against the exact truth on the first training trajectories, for
-  the three CPMI variants and M ∈ {1, 4} negatives, the gold-only and negative-only terms, pooled
-  and within step position, next to MC from the same labeler, with seconds per step of each.
+- `labeler_quality`: step AUROC against the exact truth on the first policy samples of a split,
+  for the three CPMI variants and M ∈ {1, 4} negatives, the gold-only and negative-only terms,
+  pooled and within step position, next to MC from the same labeler, with seconds per step of
+  each.
 """
 
 from __future__ import annotations
@@ -34,66 +23,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from cpmi_lib.costs import CostMeter
-from cpmi_lib.cpmi import VARIANTS, CPMIConfig, context_logprobs, cpmi_requests
-from cpmi_lib.default_lm import ContinuedLMConfig, LMTrainConfig
+from cpmi_lib.cpmi import VARIANTS, CPMIConfig, answer_deltas, cpmi_requests
 from cpmi_lib.labeling import read_labels, total_costs, trajectory_seed
 from cpmi_lib.logprob import packed_logprobs
 from cpmi_lib.negatives import negatives_for_trajectory
 from cpmi_lib.position_control import position_auroc
+from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.stats import auroc_ci, bootstrap_ci
 from cpmi_lib.trajectory import Trajectory, read_trajectories
 from cpmi_lib.world import Problem, corrupt
 
 #: Numbers of negatives compared along the axis (M = 1 is the paper's best setting).
 AXIS_NEGATIVES: tuple[int, ...] = (1, 4)
-
-
-@dataclass(frozen=True)
-class Labeler:
-    """A labeling LM on the axis: None is the policy LM itself."""
-
-    name: str
-    lm: ContinuedLMConfig | None
-    about: str
-
-
-def default_axis(
-    lm: LMTrainConfig,
-    prm_lm: ContinuedLMConfig | None,
-    *,
-    steps: int = 300,
-    problems: int = 20_000,
-    anticipation: float = 0.3,
-) -> tuple[Labeler, ...]:
-    """The four labelers of the module docstring. ``continued`` and ``anticipate`` share seed,
-    problems and batch order, so they differ only in the anticipation examples."""
-    common = {"n_train_problems": problems, "train_steps": steps, "warmup_steps": 30}
-    control = ContinuedLMConfig(parent=lm, seed=2, **common)  # type: ignore[arg-type]
-    longer_parent = prm_lm or ContinuedLMConfig(parent=lm)
-    return (
-        Labeler("policy", None, "the policy LM: complete gold solutions only"),
-        Labeler("continued", control, f"policy + {steps} steps, no anticipation (control)"),
-        Labeler(
-            "anticipate",
-            replace(control, anticipation=anticipation),
-            f"policy + {steps} steps, anticipation p = {anticipation}",
-        ),
-        Labeler(
-            "anticipate_long",
-            ContinuedLMConfig(
-                parent=longer_parent,
-                seed=3,
-                anticipation=anticipation,
-                **common,  # type: ignore[arg-type]
-            ),
-            f"policy + {longer_parent.train_steps} + {steps} steps, anticipation p = "
-            f"{anticipation}",
-        ),
-    )
 
 
 # ----------------------------------------------------------------------------- the skill
@@ -252,17 +196,15 @@ def step_terms(
     """The CPMI terms of every step with every negative kept apart (`cpmi_step_scores` averages
     them; taking the first m columns gives its value with the first m negatives)."""
     assert traj.gold_answer is not None
-    table, pairs = context_logprobs(
+    _, delta = answer_deltas(
         model, tokenizer, traj.question, traj.steps, [traj.gold_answer, *negatives], cfg, meter
     )
-    after = torch.stack([table[a] for a, _ in pairs])
-    before = torch.stack([table[b] for _, b in pairs])
-    delta = (after - before).numpy()
+    delta = delta.numpy()
     return StepTerms(gold=delta[:, 0], negatives=delta[:, 1:])
 
 
 def labeler_quality(
-    exp: Any,
+    exp: Experiment,
     n_trajectories: int,
     *,
     split: str = "train",
@@ -270,7 +212,7 @@ def labeler_quality(
     with_mc: bool = True,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Step AUROC against the exact truth of `exp`'s labeler (an `Experiment`) on the first
+    """Step AUROC against the exact truth of `exp`'s labeler on the first
     `n_trajectories` policy samples of `split`: CPMI for every variant and M in `negatives`, its
     gold-only and negative-only terms, and (`with_mc`) MC from the same labeler; pooled
     (bootstrap CI) and within step position (trajectory-bootstrap CI). Also seconds per step:
@@ -328,7 +270,7 @@ def _auroc_row(
 
 
 def _mc_values(
-    exp: Any, split: str, trajs: Sequence[Trajectory]
+    exp: Experiment, split: str, trajs: Sequence[Trajectory]
 ) -> tuple[list[list[float]], float]:
     """MC's step values on `trajs` (the first samples of `split`) from the experiment's labeler,
     and the wall-clock seconds its cost meters recorded for them."""

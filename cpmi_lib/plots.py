@@ -196,13 +196,18 @@ def learning_curves(curves: dict[str, pd.DataFrame]) -> plt.Figure:
 
 def budget_figure(table: pd.DataFrame, bon_column: str, majority: float) -> plt.Figure:
     """PRM quality against the labeling seconds its labels cost (`instrument.budget_comparison`):
-    F1 and Best-of-N with CIs; truth labels cost nothing and sit at the left edge."""
+    F1 and Best-of-N with CIs; truth labels cost nothing and sit at the left edge. With a
+    ``labeler`` column (`labeler_axis.prm_table`), the first labeler's markers are filled and
+    the others' hollow."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = table["label_seconds"].clip(lower=1.0)
     bon_label = f"Best-of-{bon_column.removeprefix('bon')} accuracy"
+    first = table["labeler"].iloc[0] if "labeler" in table else None
     for ax, col, label in ((axes[0], "f1", "first-error F1"), (axes[1], bon_column, bon_label)):
         for (_, r), xi in zip(table.iterrows(), x, strict=True):
             lo, hi = r[f"{col}_ci"]
+            color = LABELER_COLORS.get(r["labels"])
+            by = "" if first is None else f"{r['labeler']}: "
             ax.errorbar(
                 [xi],
                 [r[col]],
@@ -210,8 +215,9 @@ def budget_figure(table: pd.DataFrame, bon_column: str, majority: float) -> plt.
                 fmt="o" if r["set"] == "base" else "s",
                 ms=8,
                 capsize=3,
-                color=LABELER_COLORS.get(r["labels"]),
-                label=f"{r['labels']} labels, {r['set']} set ({r['trajectories']:,} traj.)",
+                color=color,
+                mfc=color if first is None or r["labeler"] == first else "white",
+                label=f"{by}{r['labels']} labels, {r['set']} set ({r['trajectories']:,} traj.)",
             )
         ax.set_xscale("log")
         ax.set_xlabel("labeling wall-clock seconds (truth: free, shown at 1 s)")

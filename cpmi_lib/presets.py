@@ -19,7 +19,7 @@ from typing import Any
 
 from cpmi_lib.cpmi import CPMIConfig
 from cpmi_lib.default_lm import ContinuedLMConfig, LMTrainConfig
-from cpmi_lib.labelers import Labeler, default_axis
+from cpmi_lib.labeler_axis import Labeler, default_axis
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import ExperimentConfig

@@ -63,6 +63,37 @@ def write_results_readme(
 #: The headline numbers the claims table shows, in order: (name, claim, figure). Names with a
 #: ``{n}`` take the largest Best-of-N.
 HEADLINE_CLAIMS = (
+    (
+        "best_labeler_cpmi_auroc_vs_truth",
+        "best labeler (chosen on dev): CPMI step AUROC vs exact truth",
+        "labeler_axis",
+    ),
+    (
+        "best_labeler_cpmi_auroc_within_position",
+        "best labeler: CPMI step AUROC within step position",
+        "labeler_axis",
+    ),
+    (
+        "best_labeler_mc_auroc_vs_truth",
+        "best labeler: MC step AUROC vs exact truth",
+        "labeler_axis",
+    ),
+    (
+        "best_labeler_cpmi_prm_f1",
+        "best labeler: F1 of the PRM from its CPMI labels",
+        "labeler_prms",
+    ),
+    ("best_labeler_mc_prm_f1", "best labeler: F1 of the PRM from its MC labels", "labeler_prms"),
+    (
+        "best_labeler_budget_cpmi_prm_f1",
+        "best labeler, equal budget: F1 of the PRM from its CPMI labels",
+        "labeler_prms",
+    ),
+    (
+        "best_labeler_budget_cpmi_vs_mc_p",
+        "best labeler, equal budget: CPMI vs MC PRM, Best-of-N exact McNemar p",
+        "labeler_prms",
+    ),
     ("truth_prm_f1", "PRM from exact truth: ProcessBench-style F1 (τ from dev)", "processbench_f1"),
     ("cpmi_prm_f1", "PRM from CPMI labels: F1", "processbench_f1"),
     ("mc_prm_f1", "PRM from MC labels: F1", "processbench_f1"),
@@ -171,6 +202,34 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
             f"{get('budget_cpmi_trajectories').value:,.0f} trajectories vs MC's "
             f"{get('budget_mc_trajectories').value:,.0f}; their PRMs score F1 {cf.value:.3f} vs "
             f"{mf.value:.3f} (Best-of-{n} McNemar p = {bp.value:.3g})."
+        )
+    bc, bw, bm = (
+        get("best_labeler_cpmi_auroc_vs_truth"),
+        get("best_labeler_cpmi_auroc_within_position"),
+        get("best_labeler_mc_auroc_vs_truth"),
+    )
+    if bc is not None and bm is not None and cpmi is not None:
+        out.append(
+            f"- **Labeler.** With the best labeler of the axis (chosen on dev; "
+            "[`labeler_axis`](tables/labeler_axis.md)) CPMI's step AUROC is "
+            f"{bc.value:.3f}"
+            + (f" ({bw.value:.3f} within step position)" if bw is not None else "")
+            + f" vs {cpmi.value:.3f} with the policy LM as labeler, and MC's from the same "
+            f"labeler {bm.value:.3f}."
+        )
+    bcf, bmf = get("best_labeler_cpmi_prm_f1"), get("best_labeler_mc_prm_f1")
+    bbf, bbp = get("best_labeler_budget_cpmi_prm_f1"), get("best_labeler_budget_cpmi_vs_mc_p")
+    if bcf is not None and bmf is not None:
+        out.append(
+            f"  Its PRMs score F1 {bcf.value:.3f} (CPMI labels, base set) and {bmf.value:.3f} "
+            "(MC labels)"
+            + (
+                f"; at MC's labeling time CPMI's reaches {bbf.value:.3f} (Best-of-{n} McNemar vs "
+                f"MC p = {bbp.value:.3g})"
+                if bbf is not None and bbp is not None
+                else ""
+            )
+            + " ([`labeler_prms`](tables/labeler_prms.md))."
         )
     out.append(
         "- **Scope.** CIs resample problems, not the training of the models: see "

@@ -33,16 +33,12 @@ gold = None
 n_negatives = 4
 
 # %%
-import pandas as pd
-
-from cpmi_lib.cpmi import CPMIConfig, context_logprobs, cpmi_step_scores
-from cpmi_lib.labeler_axis import labeler_experiment
+from cpmi_lib.labeler_axis import CONFIGURED, explore_problem
 from cpmi_lib.negatives import hard_negatives
 from cpmi_lib.plots import lp_along_steps_by_labeler, save_figure
 from cpmi_lib.presets import experiment_config, labeler_axis
 from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
-from cpmi_lib.text_format import PROMPT_TEMPLATES
 
 exp = Experiment(experiment_config(preset))
 axis = {x.name: x for x in labeler_axis(preset)} if exp.track.step_truth else {}
@@ -50,30 +46,12 @@ first_error = None
 if question is None:
     t = exp.example(problem_index, problem_id)
     question, steps, gold, first_error = t.question, t.steps, t.gold_answer, t.first_error
-negatives = hard_negatives(question, steps, gold, n_negatives)
-print(question, "\nnegatives:", [(n.answer, n.source) for n in negatives])
+negatives = [n.answer for n in hard_negatives(question, steps, gold, n_negatives)]
+print(question, "\nnegatives:", negatives)
 
 # %%
-cfg = CPMIConfig(variant=variant, templates=PROMPT_TEMPLATES)
-answers = [gold] + [n.answer for n in negatives]
-table = pd.DataFrame({"step": steps})
-curves = {}
-for name in labelers:
-    lab = exp if name == "policy" else labeler_experiment(exp.cfg, axis[name])
-    model, tokenizer = lab.labeler_lm()
-    scores = cpmi_step_scores(model, tokenizer, question, steps, gold, answers[1:], cfg)
-    table[f"gold term ({name})"] = [s.gold_term for s in scores]
-    table[f"CPMI ({name})"] = [s.cpmi for s in scores]
-    # LP of every answer after the prompt and after each prefix of steps (cumulative contexts)
-    lp, _ = context_logprobs(
-        model,
-        tokenizer,
-        question,
-        steps,
-        answers,
-        CPMIConfig(variant="cumulative", templates=PROMPT_TEMPLATES),
-    )
-    curves[name] = (lp[:, 0].tolist(), lp[:, 1:].T.tolist())
+chosen = [axis[name] for name in labelers] if axis else [CONFIGURED]  # hub: as configured
+table, curves = explore_problem(exp.cfg, chosen, question, steps, gold, negatives, variant)
 table["truly right"] = [
     None if first_error is None else (first_error == -1 or i < first_error)
     for i in range(len(steps))
@@ -82,5 +60,5 @@ save_table(table, "explore_single_problem", results_dir)
 table.style.background_gradient(subset=[c for c in table if c.startswith("CPMI")], cmap="RdYlGn")
 
 # %%
-fig = lp_along_steps_by_labeler(curves, [n.answer for n in negatives], first_error)
+fig = lp_along_steps_by_labeler(curves, negatives, first_error)
 save_figure(fig, "explore_single_problem", figures_dir)

@@ -42,7 +42,7 @@ bon = f"bon{n}"
 plan = exp.budget_plan()
 Path(results_dir).mkdir(parents=True, exist_ok=True)
 (Path(results_dir) / "budget_plan.json").write_text(json.dumps(plan, indent=2) + "\n")
-majority = float(exp.best_of_n("mc").set_index(["method", "n"]).loc[("majority", n), "accuracy"])
+majority = instrument.majority_bon(exp)
 plan
 
 # %%

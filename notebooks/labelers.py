@@ -27,9 +27,12 @@ select_trajectories = 300
 quality_trajectories = 300
 
 # %%
+import pandas as pd
+
 from cpmi_lib import labeler_axis as axis
 from cpmi_lib.headline import record_headline
-from cpmi_lib.plots import anticipation_curves, labeler_axis_figure, save_figure
+from cpmi_lib.instrument import majority_bon
+from cpmi_lib.plots import anticipation_curves, budget_figure, labeler_axis_figure, save_figure
 from cpmi_lib.presets import experiment_config, labeler_axis
 from cpmi_lib.tables import save_table
 
@@ -49,3 +52,22 @@ if results:
     record_headline(results_dir, axis.headline_entries(results))
     print("best labeler (chosen on dev):", axis.best_labeler(results))
     display(summary.drop(columns=["about"]))  # noqa: F821
+
+# %% [markdown]
+# ## PRMs from the best labeler
+# The same PRM recipe on the best labeler's CPMI labels (its dev-chosen setting) and MC labels of
+# the base set, and on its CPMI labels of as many trajectories as it labels in the seconds its
+# own MC took; today's labeler as configured next to it, the truth PRM as reference.
+
+# %%
+if results:
+    exps = axis.labeler_prms(cfg, labelers, results)
+    prms = axis.prm_table(exps)
+    tests = axis.prm_tests(exps)
+    save_table(prms, "labeler_prms", results_dir)
+    pairs = pd.DataFrame([{"pair": k} | v for k, v in tests.items()])
+    save_table(pairs, "labeler_prms_mcnemar", results_dir)
+    majority = majority_bon(next(iter(exps.values())))
+    save_figure(budget_figure(prms, f"bon{max(cfg.bon_ns)}", majority), "labeler_prms", figures_dir)
+    record_headline(results_dir, axis.prm_headline(exps, tests))
+    display(prms)  # noqa: F821

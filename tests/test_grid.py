@@ -38,6 +38,8 @@ EXPECTED_TABLES = {
     "auroc_within_position",
     "labeler_axis",
     "labeler_axis_quality",
+    "labeler_prms",
+    "labeler_prms_mcnemar",
     "ablations",
 }
 #: Tables that need the exact step truth: the paper track has none.
@@ -46,6 +48,8 @@ TRUTH_ONLY = {
     "auroc_within_position",
     "labeler_axis",
     "labeler_axis_quality",
+    "labeler_prms",
+    "labeler_prms_mcnemar",
     "anticipation_skill",
     "best_of_n_truth",
     "best_of_n_position",
@@ -64,6 +68,7 @@ EXPECTED_FIGURES = {
     "auroc_within_position",
     "labeler_axis",
     "anticipation_skill",
+    "labeler_prms",
     "ablations",
 }
 
@@ -129,6 +134,7 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch):
     assert "labeling time" in readme and "-84%" in readme
     headline = read_headline(tmp_path / "results" / "headline.json")
     assert {"truth_prm_f1", "budget_mc_seconds", "budget_cpmi_trajectories"} <= set(headline)
+    assert {"best_labeler_cpmi_prm_f1", "best_labeler_mc_prm_f1"} <= set(headline)
 
     # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas
     paper = tmp_path / "paper-smoke"

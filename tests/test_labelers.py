@@ -213,9 +213,46 @@ def test_labeler_quality_table_and_mc_on_the_first_trajectories(labeler_experime
     assert ((table.loc[ok, "auroc"] >= 0) & (table.loc[ok, "auroc"] <= 1)).all()
 
 
+def test_chosen_setting_is_its_own_labeling_setup_and_the_configured_one_is_reused(
+    labeler_experiment, monkeypatch
+):
+    base_cfg, cfg, cache = labeler_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    own = {"chosen": {"variant": base_cfg.cpmi.variant, "M": base_cfg.n_negatives}}
+    same = labeler_axis.chosen_experiment(base_cfg, labeler_axis.CONFIGURED, own)
+    assert same.cfg == base_cfg and same.dir == Experiment(base_cfg).dir
+    labeler = labeler_axis.Labeler("anticipating", cfg.labeler, "test")
+    other = labeler_axis.chosen_experiment(
+        base_cfg, labeler, {"chosen": {"variant": "cumulative", "M": 1}}
+    )
+    assert other.cfg.labeler == cfg.labeler and other.cfg.n_negatives == 1
+    assert other.cfg.cpmi == replace(base_cfg.cpmi, variant="cumulative")
+    assert other.data_dir == same.data_dir and other.label_dir != same.label_dir
+
+
+def test_explore_problem_shows_each_labeler_with_the_engine_values(labeler_experiment, monkeypatch):
+    base_cfg, cfg, cache = labeler_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    t = read_trajectories(Experiment(base_cfg).policy_samples("train"))[0]
+    negatives = ["12345", "7"]
+    chosen = [labeler_axis.CONFIGURED, labeler_axis.Labeler("anticipating", cfg.labeler, "test")]
+    table, curves = labeler_axis.explore_problem(
+        base_cfg, chosen, t.question, t.steps, t.gold_answer, negatives, "cumulative"
+    )
+    assert list(curves) == ["policy", "anticipating"] and len(table) == t.n_steps
+    model, tok = Experiment(cfg).labeler_lm()
+    scoring = replace(base_cfg.cpmi, variant="cumulative")
+    want = cpmi_step_scores(model, tok, t.question, t.steps, t.gold_answer, negatives, scoring)
+    assert table["CPMI (anticipating)"].tolist() == [s.cpmi for s in want]
+    gold_lp, negative_lps = curves["anticipating"]
+    assert len(gold_lp) == t.n_steps + 1 and len(negative_lps) == len(negatives)
+    assert gold_lp[1:] == [s.lp_gold for s in want]
+    assert table["CPMI (policy)"].tolist() != table["CPMI (anticipating)"].tolist()
+
+
 def test_default_axis_isolates_anticipation(tiny_lm_config):
     prm_lm = ContinuedLMConfig(parent=tiny_lm_config, seed=1)
-    axis = {x.name: x for x in labelers.default_axis(tiny_lm_config, prm_lm, steps=10)}
+    axis = {x.name: x for x in labeler_axis.default_axis(tiny_lm_config, prm_lm, steps=10)}
     assert list(axis) == ["policy", "continued", "anticipate", "anticipate_long"]
     assert axis["policy"].lm is None
     control, anticipate = axis["continued"].lm, axis["anticipate"].lm

@@ -81,3 +81,26 @@ def test_seeds_run_every_notebook_that_records_headline_numbers():
         p.stem for p in (REPO / "notebooks").glob("*.py") if "record_headline(" in p.read_text()
     }
     assert recording == set(seeds.HEADLINE_NOTEBOOKS)
+
+
+def test_results_readme_puts_the_best_labeler_first_next_to_todays_labeler(tmp_path):
+    """The best labeler's numbers lead the claims table, and the notes set its CPMI AUROC next
+    to the policy labeler's, all read from the same headline file."""
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "tables", results / "tables")
+    entries = read_headline(REPO / "results" / "headline.json") | {
+        "best_labeler_cpmi_auroc_vs_truth": Headline(0.8123, (0.8, 0.82), 1000),
+        "best_labeler_cpmi_auroc_within_position": Headline(0.7012, (0.68, 0.72), 1000),
+        "best_labeler_mc_auroc_vs_truth": Headline(0.9034, (0.89, 0.91), 1000),
+        "best_labeler_cpmi_prm_f1": Headline(0.6, (0.5, 0.7), 300),
+        "best_labeler_mc_prm_f1": Headline(0.9, (0.85, 0.95), 300),
+    }
+    record_headline(results, entries)
+    text = write_results_readme(results, tmp_path / "figures", "default").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]  # after 2 cost rows
+    assert "best labeler (chosen on dev): CPMI step AUROC vs exact truth" in rows[4]
+    assert "0.812 [0.800, 0.820]" in rows[4]
+    cpmi = entries["cpmi_auroc_vs_truth"].value
+    assert f"CPMI's step AUROC is 0.812 (0.701 within step position) vs {cpmi:.3f}" in text
+    assert "PRMs score F1 0.600 (CPMI labels, base set) and 0.900 (MC labels)" in text
+    assert "at MC's labeling time" not in text  # its numbers are absent: no sentence
