@@ -39,7 +39,8 @@ def write_results_readme(
         "| claim of the paper | paper | measured here | figure |",
         "| --- | --- | --- | --- |",
     ]
-    claims = pd.read_csv(tables / "label_cost_vs_paper.csv")
+    cost = tables / "label_cost_vs_paper.csv"  # absent where only some notebooks ran (seeds)
+    claims = pd.read_csv(cost) if cost.exists() else pd.DataFrame()
     for row in claims.itertuples(index=False):
         lines.append(f"| CPMI vs MC: {row.claim} | {row.paper:+.0%} | {row.measured:+.1%} | — |")
     headline_path = results / HEADLINE_FILE
@@ -49,7 +50,7 @@ def write_results_readme(
         lines += _instrument_notes(headline)
         if (results / "seeds.json").exists():
             lines += _seed_notes(json.loads((results / "seeds.json").read_text()))
-    else:
+    elif (tables / "processbench.csv").exists():
         lines += _table_rows(tables, figures, rel)
     lines += ["", "## Tables", ""]
     lines += [f"- [`{p.stem}`](tables/{p.name})" for p in sorted(tables.glob("*.md"))]

@@ -104,3 +104,13 @@ def test_results_readme_puts_the_best_labeler_first_next_to_todays_labeler(tmp_p
     assert f"CPMI's step AUROC is 0.812 (0.701 within step position) vs {cpmi:.3f}" in text
     assert "PRMs score F1 0.600 (CPMI labels, base set) and 0.900 (MC labels)" in text
     assert "at MC's labeling time" not in text  # its numbers are absent: no sentence
+
+
+def test_results_readme_of_a_seed_run_needs_only_the_headline_file(tmp_path):
+    """A seed runs only the notebooks that record headline numbers: the label-cost table is
+    absent there, and the README is written from the headline file alone."""
+    results = tmp_path / "results"
+    record_headline(results, read_headline(REPO / "results" / "headline.json"))
+    text = write_results_readme(results, tmp_path / "figures", "default-seed1").read_text()
+    assert "CPMI vs MC: labeling time" not in text
+    assert "PRM from exact truth: ProcessBench-style F1" in text
