@@ -65,6 +65,7 @@ def test_results_readme_says_which_claims_survive(tmp_path):
     shifted["truth_prm_f1"] = Headline(0.5, None, 300)  # outside the committed CI
     shifted["truth_prm_vs_majority_p"] = Headline(0.2, None, 200)  # no longer significant
     record_headline(tmp_path / "seed1" / "results", shifted)
+    committed["new_f1"] = Headline(0.7, (0.6, 0.8), 300)  # recorded after the seeds ran
     record_headline(results, committed)
     seeds.aggregate(results.parent, {1: tmp_path / "seed1"}, results)
     text = write_results_readme(results, tmp_path / "figures", "default").read_text()
@@ -72,6 +73,7 @@ def test_results_readme_says_which_claims_survive(tmp_path):
     assert "| truth_prm_f1 | 0.9865 | 0.5 – 0.9865 | 1/2 seeds inside the CI |" in text
     assert "| truth_prm_vs_majority_p |" in text and "1/2 seeds p < 0.05 |" in text
     assert "| budget_mc_seconds |" not in text.split("## Which claims")[1]
+    assert "| new_f1 | 0.7 | 0.7 – 0.7 | not rerun with other seeds |" in text
 
 
 def test_seeds_run_every_notebook_that_records_headline_numbers():
