@@ -323,27 +323,30 @@ def prm_table(exps: dict[str, Experiment]) -> pd.DataFrame:
     return table[["labeler", *[c for c in table.columns if c != "labeler"]]]
 
 
-def prm_tests(exps: dict[str, Experiment]) -> dict[str, Any]:
+def prm_tests(exps: dict[str, Experiment]) -> dict[str, dict[str, Any]]:
     """Exact McNemar at the largest N (each PRM with its own dev-chosen aggregation), paired
-    over the same Best-of-N problems: within the best labeler CPMI at budget vs MC and CPMI vs
-    MC; across labelers the best labeler's CPMI vs the configured one's."""
+    over the same Best-of-N problems, keyed by a short name with the readable ``pair`` inside:
+    within the best labeler CPMI at budget vs MC (``budget_cpmi_vs_mc``) and CPMI vs MC
+    (``cpmi_vs_mc``); across labelers its CPMI vs the configured one's (``cpmi_vs_policy_cpmi``)."""
     (policy_name, policy), (best_name, best) = exps.items()
     n = max(policy.cfg.bon_ns)
-    pairs = (
-        ((best_name, best, f"cpmi@{BUDGET}"), (best_name, best, "mc")),
-        ((best_name, best, "cpmi"), (best_name, best, "mc")),
-        ((best_name, best, "cpmi"), (policy_name, policy, "cpmi")),
-    )
+    pairs = {
+        "budget_cpmi_vs_mc": ((best_name, best, f"cpmi@{BUDGET}"), (best_name, best, "mc")),
+        "cpmi_vs_mc": ((best_name, best, "cpmi"), (best_name, best, "mc")),
+        "cpmi_vs_policy_cpmi": ((best_name, best, "cpmi"), (policy_name, policy, "cpmi")),
+    }
     out = {}
-    for (la, ea, a), (lb, eb, b) in pairs:
+    for key, ((la, ea, a), (lb, eb, b)) in pairs.items():
         res = compare(ea.best_of_n(a), ea.bon_method(a), eb.best_of_n(b), eb.bon_method(b), n)
-        out[f"{a} ({la}) vs {b} ({lb})"] = res.to_dict()
+        out[key] = {"pair": f"{a} ({la}) vs {b} ({lb})"} | res.to_dict()
     return out
 
 
-def prm_headline(exps: dict[str, Experiment], tests: dict[str, Any]) -> dict[str, Headline]:
+def prm_headline(
+    exps: dict[str, Experiment], tests: dict[str, dict[str, Any]]
+) -> dict[str, Headline]:
     """``best_labeler_{cpmi,mc,budget_cpmi}_prm_f1`` and the McNemar p of the best labeler's
-    CPMI at budget vs its MC and of its CPMI vs the configured labeler's."""
+    CPMI at budget vs its MC and of its CPMI vs the configured labeler's (`prm_tests`)."""
     ((_, best),) = list(exps.items())[1:]
     out: dict[str, Headline] = {}
     for key, name in (("cpmi", "cpmi"), ("mc", "mc"), ("budget_cpmi", f"cpmi@{BUDGET}")):
@@ -351,9 +354,8 @@ def prm_headline(exps: dict[str, Experiment], tests: dict[str, Any]) -> dict[str
         n_items = benchmark_items(best, name)
         put_entry(out, f"best_labeler_{key}_prm_f1", r["f1"], tuple(r["f1_ci"]), n_items)
     n = prm_row(best, "cpmi")["bon_problems"]
-    keys = list(tests)
-    put_entry(out, "best_labeler_budget_cpmi_vs_mc_p", tests[keys[0]]["p_value"], None, n)
-    put_entry(out, "best_labeler_cpmi_vs_policy_cpmi_p", tests[keys[2]]["p_value"], None, n)
+    for key in ("budget_cpmi_vs_mc", "cpmi_vs_policy_cpmi"):
+        put_entry(out, f"best_labeler_{key}_p", tests[key]["p_value"], None, n)
     return out
 
 

@@ -135,6 +135,9 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch):
     headline = read_headline(tmp_path / "results" / "headline.json")
     assert {"truth_prm_f1", "budget_mc_seconds", "budget_cpmi_trajectories"} <= set(headline)
     assert {"best_labeler_cpmi_prm_f1", "best_labeler_mc_prm_f1"} <= set(headline)
+    assert {"best_labeler_budget_cpmi_vs_mc_p", "best_labeler_cpmi_vs_policy_cpmi_p"} <= set(
+        headline
+    )
 
     # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas
     paper = tmp_path / "paper-smoke"
