@@ -166,13 +166,13 @@ def _check_label_args(args: argparse.Namespace) -> tuple[int, int]:
     """Every argument error of `label`, before the model is loaded; returns the shard."""
     from cpmi_lib.labeling import parse_shard
     from cpmi_lib.negatives import NEGATIVE_SOURCES
-    from cpmi_lib.text_format import PROMPT_TEMPLATES
+    from cpmi_lib.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES
 
     try:
         shard = parse_shard(args.shard)
     except ValueError as exc:
         raise UsageError(f"--shard: {exc}") from None
-    k = len(PROMPT_TEMPLATES)
+    k = len(CHAT_INSTRUCTIONS if args.chat else PROMPT_TEMPLATES)
     if not 1 <= args.templates <= k:
         raise UsageError(f"--templates must be between 1 and {k}, got {args.templates}")
     sources = args.negative_sources.split(",")
@@ -222,7 +222,7 @@ def _cmd_label(args: argparse.Namespace) -> None:
     from cpmi_lib.cpmi import CPMIConfig
     from cpmi_lib.labeling import LabelConfig, check_resumable, describe_skip, label_file
     from cpmi_lib.mc import MCConfig
-    from cpmi_lib.text_format import PROMPT_TEMPLATES
+    from cpmi_lib.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES, chat_prompt_template
 
     shard = _check_label_args(args)
     templates = PROMPT_TEMPLATES[: args.templates]
@@ -247,11 +247,24 @@ def _cmd_label(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:  # what the checks above missed, still before the model loads
         raise UsageError(str(exc)) from None
-    # The input and an output being resumed are checked before the model loads, too.
+    if args.chat:  # the prompts come from the tokenizer: load it first
+        model, tokenizer = _load_model(args.model, device=args.device, dtype=args.dtype)
+        try:
+            chat = tuple(
+                chat_prompt_template(tokenizer, t) for t in CHAT_INSTRUCTIONS[: len(templates)]
+            )
+        except ValueError as exc:
+            raise UsageError(f"--chat: {args.model}: {exc}") from None
+        cfg = replace(
+            cfg, cpmi=replace(cfg.cpmi, templates=chat), mc=replace(cfg.mc, template=chat[0])
+        )
+    # The input and an output being resumed are checked before the model loads, too (with
+    # --chat, right after: the prompts are part of the run's identity).
     check_resumable(
         args.input, args.out, cfg, args.model, shard=shard, skip_invalid=args.skip_invalid
     )
-    model, tokenizer = _load_model(args.model, device=args.device, dtype=args.dtype)
+    if not args.chat:
+        model, tokenizer = _load_model(args.model, device=args.device, dtype=args.dtype)
     skipped: list[dict] = []
     costs = label_file(
         model,
@@ -470,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=["marginal", "cumulative", "loo"], default="marginal")
     p.add_argument(
         "--templates", type=int, default=1, help="K: use the first K prompt templates (1-4)"
+    )
+    p.add_argument(
+        "--chat",
+        action="store_true",
+        help="prompt a chat LM through its tokenizer's chat template (K of 1-3 instructions)",
     )
     p.add_argument("--length-norm", choices=["mean", "sum"], default="mean")
     p.add_argument("--neg-weight", type=float, default=1.0)

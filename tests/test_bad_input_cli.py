@@ -85,6 +85,7 @@ NO_CUDA = not torch.cuda.is_available()
         (["--templates", "0"], "--templates must be between 1 and 4, got 0"),
         (["--templates", "-1"], "--templates must be between 1 and 4, got -1"),
         (["--templates", "two"], "argument --templates: invalid int value: 'two'"),
+        (["--chat", "--templates", "4"], "--templates must be between 1 and 3, got 4"),
         (["--shard", "2/2"], "--shard: shard '2/2': need 0 <= i < n"),
         (["--shard=-1/2"], "--shard: shard '-1/2': need 0 <= i < n"),
         (["--shard", "1-2"], "--shard: shard must look like 'i/n', got '1-2'"),

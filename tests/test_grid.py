@@ -41,6 +41,10 @@ EXPECTED_TABLES = {
     "labeler_prms",
     "labeler_prms_mcnemar",
     "ablations",
+    "real_gsm8k_auroc",
+    "real_gsm8k_bo4",
+    "real_gsm8k_mcnemar",
+    "real_gsm8k_setup",
 }
 #: Tables that need the exact step truth: the paper track has none.
 TRUTH_ONLY = {
@@ -70,6 +74,7 @@ EXPECTED_FIGURES = {
     "anticipation_skill",
     "labeler_prms",
     "ablations",
+    "real_gsm8k_verifier",
 }
 
 
@@ -123,8 +128,10 @@ def _grid_outputs(root):
     return tables, figures
 
 
-def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch):
+def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch, smollm2_dir):
     monkeypatch.setenv("CPMI_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "models").mkdir(parents=True)  # SmolLM2, converted once per session
+    (tmp_path / "cache" / "models" / smollm2_dir.name).symlink_to(smollm2_dir)
     executed = grid.run_grid("smoke", tmp_path)
     assert [p.stem for p in executed] == list(grid.NOTEBOOKS)
     tables, figures = _grid_outputs(tmp_path)
@@ -138,6 +145,7 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch):
     assert {"best_labeler_budget_cpmi_vs_mc_p", "best_labeler_cpmi_vs_policy_cpmi_p"} <= set(
         headline
     )
+    assert {"real_gsm8k_bo4_cpmi", "real_gsm8k_bo4_majority", "real_gsm8k_pass4"} <= set(headline)
 
     # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas
     paper = tmp_path / "paper-smoke"

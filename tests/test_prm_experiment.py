@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -233,3 +234,23 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
         "truth_prm_vs_majority_p",
     } <= set(entries)
     assert entries["budget_cpmi_trajectories"].value == exp.budget_size()
+
+
+def test_cached_labels_resume_after_the_cache_moves(tiny_experiment, tmp_path, monkeypatch):
+    """Labels name their labeler by its place in the cache, not by an absolute path: a cache
+    that moves (or a clone that links it) resumes them instead of refusing a 'different model'."""
+    cfg, lm_cache, _ = tiny_experiment
+    cfg = replace(cfg, dev_problems=3)
+    first = tmp_path / "first"
+    shutil.copytree(lm_cache, first, ignore=shutil.ignore_patterns("experiments"))
+    monkeypatch.setenv("CPMI_CACHE", str(first))
+    labels = Experiment(cfg).labels("cpmi", "dev")
+    record = read_labels(labels)[0]
+    assert record["model"].startswith("<cache>/models/default-lm-")
+    before = labels.read_bytes()
+
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    monkeypatch.setenv("CPMI_CACHE", str(moved))
+    again = Experiment(cfg).labels("cpmi", "dev")
+    assert again.is_relative_to(moved) and again.read_bytes() == before

@@ -78,11 +78,13 @@ def test_results_readme_says_which_claims_survive(tmp_path):
 
 def test_seeds_run_every_notebook_that_records_headline_numbers():
     """A seed runs only `HEADLINE_NOTEBOOKS`: a notebook that starts recording headline numbers
-    must join it, or its names would be missing from every seed."""
+    must join it (or, if no experiment seed can change them, `SEED_FREE_NOTEBOOKS`), or its
+    names would be missing from every seed."""
     recording = {
         p.stem for p in (REPO / "notebooks").glob("*.py") if "record_headline(" in p.read_text()
     }
-    assert recording == set(seeds.HEADLINE_NOTEBOOKS)
+    assert recording == set(seeds.HEADLINE_NOTEBOOKS) | set(seeds.SEED_FREE_NOTEBOOKS)
+    assert not set(seeds.HEADLINE_NOTEBOOKS) & set(seeds.SEED_FREE_NOTEBOOKS)
 
 
 def test_results_readme_puts_the_best_labeler_first_next_to_todays_labeler(tmp_path):
@@ -90,7 +92,8 @@ def test_results_readme_puts_the_best_labeler_first_next_to_todays_labeler(tmp_p
     to the policy labeler's, all read from the same headline file."""
     results = tmp_path / "results"
     shutil.copytree(REPO / "results" / "tables", results / "tables")
-    entries = read_headline(REPO / "results" / "headline.json") | {
+    committed = read_headline(REPO / "results" / "headline.json")
+    entries = {k: v for k, v in committed.items() if not k.startswith("best_labeler_")} | {
         "best_labeler_cpmi_auroc_vs_truth": Headline(0.8123, (0.8, 0.82), 1000),
         "best_labeler_cpmi_auroc_within_position": Headline(0.7012, (0.68, 0.72), 1000),
         "best_labeler_mc_auroc_vs_truth": Headline(0.9034, (0.89, 0.91), 1000),
@@ -116,3 +119,21 @@ def test_results_readme_of_a_seed_run_needs_only_the_headline_file(tmp_path):
     text = write_results_readme(results, tmp_path / "figures", "default-seed1").read_text()
     assert "CPMI vs MC: labeling time" not in text
     assert "PRM from exact truth: ProcessBench-style F1" in text
+
+
+def test_results_readme_of_a_run_without_the_instrument_keeps_the_prm_table_rows(tmp_path):
+    """The hub track records no instrument numbers (no exact truth), only e.g. the real-text
+    verifier's: the README then takes its PRM rows from the tables and adds the headline's."""
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "tables", results / "tables")
+    entries = {
+        "real_gsm8k_cpmi_auroc_vs_correct": Headline(0.6, (0.55, 0.65), 40),
+        "real_gsm8k_bo4_cpmi": Headline(0.4, (0.3, 0.5), 10),
+        "real_gsm8k_bo4_majority": Headline(0.45, (0.35, 0.55), 10),
+    }
+    record_headline(results, entries)
+    text = write_results_readme(results, tmp_path / "figures", "paper-smoke").read_text()
+    assert "PRM from cpmi labels: ProcessBench-style F1" in text
+    row = "| real GSM8K: Best-of-4 by CPMI (min step) | — | 0.400 [0.300, 0.500] (n = 10) |"
+    assert row in text
+    assert "**Real text.**" in text and "Sensitivity" not in text
