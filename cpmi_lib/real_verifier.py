@@ -151,7 +151,7 @@ def score_solutions(
         progress=progress,
         skipped=skipped,
     )
-    dropped = [f"{e.where}: {e.field_name}: {e.problem}" for e in row_errors]
+    dropped = [str(e) for e in row_errors]  # "<file> line <n>: field '<f>': <problem>"
     dropped += [f"solution {s['id']}: {s['field']}: {s['problem']}" for s in skipped]
     by_id = {t.id: t for t in solutions}
     rows = []

@@ -6,6 +6,7 @@ out by hand; the scoring itself runs once on two real problems with SmolLM2.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -152,3 +153,18 @@ def test_scores_two_real_problems_and_resumes_without_rescoring(smollm2_dir, tmp
     pd.testing.assert_frame_equal(again.frame, frame)
     setup = rv.setup_table(cfg, scores, 1.0)
     assert "SmolLM2" in setup["value"].iloc[0]
+
+
+def test_a_malformed_solutions_row_is_dropped_alone_and_named(tmp_path):
+    good = {
+        "question": "Q?",
+        "ground_truth": "2 + 2 = 4\nA: 4",
+        **{k: {"solution": "2 + 2 = 4\nA: 4", "is_correct": True} for k in SOLVERS},
+    }
+    bad = {**good, "6b_finetuning": {"solution": "x\nA: 3", "is_correct": "yes"}}
+    path = tmp_path / rv.SOLUTIONS_FILE
+    path.write_text("".join(json.dumps(r) + "\n" for r in (good, bad, good)))
+    solutions, errors = rv.read_solutions(path, problems=3)
+    assert len(solutions) == 8  # rows 1 and 3, four solutions each
+    assert len(errors) == 1 and "6b_finetuning.is_correct" in str(errors[0])
+    assert "line 2: field" in str(errors[0])  # the file's line
