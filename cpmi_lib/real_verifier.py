@@ -35,7 +35,7 @@ from cpmi_lib.costs import Costs
 from cpmi_lib.cpmi import CPMIConfig, Variant
 from cpmi_lib.default_lm import DEFAULT_CACHE
 from cpmi_lib.headline import Headline, put_entry
-from cpmi_lib.labeling import LabelConfig, label_file, read_labels
+from cpmi_lib.labeling import LabelConfig, describe_skip, label_file, read_labels
 from cpmi_lib.lm import ensure_smollm2, load_lm
 from cpmi_lib.loaders import GSM8K_SOLUTION_KEYS, load_gsm8k_model_solutions
 from cpmi_lib.stats import stratified_auroc, stratified_auroc_ci
@@ -128,7 +128,7 @@ def score_solutions(
     templates = tuple(
         chat_prompt_template(tokenizer, t) for t in CHAT_INSTRUCTIONS[: cfg.templates]
     )
-    work = Path(cache) / "real-gsm8k" / f"verifier-{cfg.key()}"
+    work = cache / "real-gsm8k" / f"verifier-{cfg.key()}"
     work.mkdir(parents=True, exist_ok=True)
     inputs, labels = work / "solutions.jsonl", work / "cpmi.jsonl"
     write_trajectories(inputs, solutions)
@@ -152,7 +152,7 @@ def score_solutions(
         skipped=skipped,
     )
     dropped = [str(e) for e in row_errors]  # "<file> line <n>: field '<f>': <problem>"
-    dropped += [f"solution {s['id']}: {s['field']}: {s['problem']}" for s in skipped]
+    dropped += [f"{inputs.name} {describe_skip(s)}" for s in skipped]
     by_id = {t.id: t for t in solutions}
     rows = []
     for record in read_labels(labels):
