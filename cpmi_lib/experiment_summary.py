@@ -38,7 +38,9 @@ def summary(exp: Experiment, mcnemar_method: str = "prm:min") -> dict[str, Any]:
     costs = {
         lab: total_costs(read_labels(exp.labels(lab, "train"))).to_dict() for lab in ("cpmi", "mc")
     }
+    parsed = exp.parse_reports()  # sample files written before parse reports existed have none
     return {
+        **({"samples_parsed": parsed} if parsed else {}),
         "config_key": exp.cfg.key(),
         "config": exp.cfg.to_dict(),
         "track": exp.track.describe(),
@@ -98,12 +100,16 @@ def summary_markdown(record: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> s
         cells = [f"{by_n[str(n)]['table']}, p = {by_n[str(n)]['p_value']:.3f}" for n in ns]
         lines.append(f"| {pair.replace('_', ' ')} | " + " | ".join(cells) + " |")
     q = record["label_quality"]
+    corr = q["cpmi_vs_mc"]
+    agreement = (
+        f"Spearman ρ(CPMI, MC) = {corr['spearman_rho']:.3f}, Kendall τ = {corr['kendall_tau']:.3f}"
+        if corr["spearman_rho"] is not None
+        else f"CPMI vs MC: {corr['why']}"
+    )
     lines += [
         "",
         f"Label quality on the {q['n_steps']:,} training steps "
-        f"({q['share_correct']:.1%} right by the {q['reference']}): Spearman ρ(CPMI, MC) = "
-        f"{q['cpmi_vs_mc']['spearman_rho']:.3f}, Kendall τ = "
-        f"{q['cpmi_vs_mc']['kendall_tau']:.3f}.",
+        f"({q['share_correct']:.1%} right by the {q['reference']}): {agreement}.",
         "",
         f"| step-level AUROC vs {q['reference']} | AUROC (95% CI) |",
         "| --- | --- |",
@@ -131,7 +137,7 @@ def run_experiment(cfg: ExperimentConfig | None = None, out: Path | None = None)
     result = summary(exp)
     out = out or Path(__file__).resolve().parents[1] / "results" / "prm_experiment.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    out.write_text(json.dumps(result, indent=2, default=float, allow_nan=False) + "\n")
     result = json.loads(out.read_text())  # JSON keys (N as strings), as readers will see them
     out.with_suffix(".md").write_text(summary_markdown(result, cfg_ns(cfg)))
     return result

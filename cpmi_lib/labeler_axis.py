@@ -374,12 +374,14 @@ def explore_problem(
     """Each labeler on one problem: a table of every step's gold term and CPMI (`variant`, the
     experiment's templates), and per labeler LP(gold) and LP(each negative) after the prompt
     and after every prefix of steps (cumulative contexts), for `plots.lp_along_steps_by_labeler`."""
-    scoring = replace(cfg.cpmi, variant=variant)
-    prefixes = replace(cfg.cpmi, variant="cumulative")
     table = pd.DataFrame({"step": list(steps)})
     curves: dict[str, tuple[list[float], list[list[float]]]] = {}
     for labeler in labelers:
-        model, tok = labeler_experiment(cfg, labeler).labeler_lm()
+        exp = labeler_experiment(cfg, labeler)
+        model, tok = exp.labeler_lm()
+        cpmi = exp.cpmi_config()  # the templates as this labeler reads them (chat or plain)
+        scoring = replace(cpmi, variant=variant)
+        prefixes = replace(cpmi, variant="cumulative")
         scores = cpmi_step_scores(model, tok, question, steps, gold, negatives, scoring)
         table[f"gold term ({labeler.name})"] = [s.gold_term for s in scores]
         table[f"CPMI ({labeler.name})"] = [s.cpmi for s in scores]

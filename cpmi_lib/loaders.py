@@ -222,6 +222,16 @@ def _optional(row: Mapping[str, Any], name: str, kinds: tuple[type, ...], where:
 
 # ----------------------------------------------------------------------------------------- GSM8K
 
+#: The real GSM8K files (problems, and 4 labelled model solutions per test problem):
+#: ``$CPMI_GSM8K_DIR``, else ``../shared/data/gsm8k`` beside the checkout (read-only; never copied
+#: into the repository).
+GSM8K_DIR = Path(
+    os.environ.get(
+        "CPMI_GSM8K_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+    )
+)
+
+
 _CALCULATOR = re.compile(r"<<.*?>>")
 _ANSWER_LINE = re.compile(r"^[ \t]*A:", re.MULTILINE)
 

@@ -6,6 +6,10 @@
   as policy, labeler and PRM backbone, GSM8K problems, ProcessBench.
 - ``paper-smoke``: the paper track's code path (hub loaders, schemas, no exact step truth) on the
   smoke world and LM written out in the hub schemas: offline, CPU, minutes (CI runs it).
+- ``real-smoke``: the paper track's code path on real things: SmolLM2-135M-Instruct (policy,
+  labeler and PRM backbone, chat prompts, its BPE tokenizer), real GSM8K problems from
+  ``../shared/data/gsm8k`` and a ProcessBench-schema benchmark made from GSM8K's reference
+  solutions; a handful of problems, offline, CPU, about 3 minutes (CI runs it).
 
 Every notebook gets the common parameters ``preset``, ``results_dir`` and ``figures_dir`` plus its
 own.
@@ -23,15 +27,15 @@ from cpmi_lib.labeler_axis import Labeler, default_axis
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import ExperimentConfig
-from cpmi_lib.text_format import PROMPT_TEMPLATES
-from cpmi_lib.tracks import HubSpec
+from cpmi_lib.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES
+from cpmi_lib.tracks import GSM8K_REFERENCE, SHARED_GSM8K, SMOLLM2, HubSpec
 from cpmi_lib.world import WorldConfig
 from cpmi_lib.world_data import WorldSpec
 
 #: The `seeds` check (`cpmi_lib.seeds`): the default experiment with other seeds of everything
 #: trained or sampled; seed 0 is the default itself.
 SEED_PRESETS = ("default-seed1", "default-seed2")
-PRESET_NAMES = ("smoke", "default", "paper-smoke", "paper", *SEED_PRESETS)
+PRESET_NAMES = ("smoke", "default", "paper-smoke", "real-smoke", "paper", *SEED_PRESETS)
 REPO = Path(__file__).resolve().parents[1]
 #: Where each preset's results/ and figures/ go by default: the default run's are the committed
 #: ones, the smoke runs are scratch, and a paper run gets a folder of its own.
@@ -39,6 +43,7 @@ RESULT_ROOTS: dict[str, Path] = {
     "default": REPO,
     "smoke": REPO / ".cache" / "smoke",
     "paper-smoke": REPO / ".cache" / "paper-smoke",
+    "real-smoke": REPO / ".cache" / "real-smoke",
     "paper": REPO / "paper",
     **{name: REPO / ".cache" / "seeds" / name for name in SEED_PRESETS},
 }
@@ -91,6 +96,8 @@ def experiment_config(preset: str) -> ExperimentConfig:
         return replace(
             experiment_config("smoke"), hub=HubSpec.embedded(("short", "medium", "long"))
         )
+    if preset == "real-smoke":
+        return _real_smoke()
     if preset == "smoke":
         lm = LMTrainConfig(
             world=_SMOKE_WORLD,
@@ -127,6 +134,46 @@ def experiment_config(preset: str) -> ExperimentConfig:
             bon_ns=(1, 2, 4),
         )
     raise ValueError(f"unknown preset {preset!r}; known: {PRESET_NAMES}")
+
+
+def _real_smoke() -> ExperimentConfig:
+    """SmolLM2 on a handful of real GSM8K problems, every prompt through its chat template.
+
+    Sized to the CI budget (about 3 minutes on 2 cores; SmolLM2 samples about 0.1-0.2 s a token
+    step): a solution is cut at 128 new tokens, so many state no answer yet; MC's rollouts at 48.
+    """
+    instruction = CHAT_INSTRUCTIONS[0]  # asks for one step per line and "The answer is: <n>"
+    hub = HubSpec(
+        model=SMOLLM2,
+        prm_backbone=SMOLLM2,
+        device="cpu",
+        dtype=None,
+        problems=SHARED_GSM8K,
+        problems_config=None,
+        processbench=GSM8K_REFERENCE,
+        processbench_subsets=("gsm8k",),
+        benchmark_problems=8,
+        prompt=instruction,
+        chat=True,
+    )
+    return ExperimentConfig(
+        hub=hub,
+        prm_lm=None,  # the hub track's PRM backbone is HubSpec.prm_backbone
+        train_problems=2,
+        dev_problems=1,
+        samples_per_problem=2,
+        sample_max_new_tokens=96,
+        cpmi=CPMIConfig(templates=(instruction,)),
+        n_negatives=1,
+        mc=MCConfig(n_rollouts=2, max_new_tokens=32, template=instruction),
+        prm=PRMConfig(
+            head="surprise", epochs=2, lr=1e-3, batch_size=4, threads=2, template=instruction
+        ),
+        bon_problems=2,
+        bon_dev_problems=1,
+        bon_pool=2,
+        bon_ns=(1, 2),
+    )
 
 
 def labeler_axis(preset: str) -> tuple[Labeler, ...]:

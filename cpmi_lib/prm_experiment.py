@@ -17,11 +17,13 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import AutoTokenizer
 import pandas as pd
 
 from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves
@@ -41,9 +43,9 @@ from cpmi_lib.processbench import (
     first_errors,
     oracle_threshold_result,
 )
-from cpmi_lib.sampling import SampleConfig, sample_solutions
+from cpmi_lib.sampling import ParseReport, SampleConfig, sample_solutions
 from cpmi_lib.stats import auroc, auroc_ci, rank_correlations
-from cpmi_lib.text_format import PROMPT_TEMPLATES
+from cpmi_lib.text_format import DEFAULT_TEMPLATE, PROMPT_TEMPLATES, chat_prompt_template
 from cpmi_lib.tracks import HubSpec, Track, make_track
 from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.world_data import WorldSpec
@@ -220,6 +222,36 @@ class Experiment:
         """What label quality and the ablations are measured against."""
         return "exact step truth" if self.track.step_truth else "MC hard label (value > 0)"
 
+    # ------------------------------------------------------------------ prompts
+    def _as_read(self, template: str, tokenizer: Callable[[], Any]) -> str:
+        """`template` as its model reads it: itself, or with `HubSpec.chat` the instruction
+        rendered through the model's chat template (`tokenizer` is called only then)."""
+        if self.cfg.hub is None or not self.cfg.hub.chat:
+            return template
+        return chat_prompt_template(tokenizer(), template)
+
+    def sample_template(self) -> str:
+        """The prompt the policy samples from (`HubSpec.prompt`, else the default template)."""
+        prompt = (self.cfg.hub and self.cfg.hub.prompt) or DEFAULT_TEMPLATE
+        return self._as_read(prompt, lambda: self.lm()[1])
+
+    def cpmi_config(self, cpmi: CPMIConfig | None = None) -> CPMIConfig:
+        """CPMI's settings (default: the experiment's) with the templates the labeler reads."""
+        cpmi = cpmi or self.cfg.cpmi
+        templates = tuple(self._as_read(t, lambda: self.labeler_lm()[1]) for t in cpmi.templates)
+        return replace(cpmi, templates=templates)
+
+    def mc_config(self) -> MCConfig:
+        """MC's settings with the prompt template the labeler's rollouts start from."""
+        mc = self.cfg.mc
+        return replace(mc, template=self._as_read(mc.template, lambda: self.labeler_lm()[1]))
+
+    def prm_config(self) -> PRMConfig:
+        """The PRMs' settings with the prompt template their backbone reads."""
+        prm = self.cfg.prm
+        backbone = lambda: AutoTokenizer.from_pretrained(self.track.prm_backbone)  # noqa: E731
+        return replace(prm, template=self._as_read(prm.template, backbone))
+
     # ------------------------------------------------------------------ stages
     def policy_samples(self, split: str) -> Path:
         """The policy's sampled solutions of `split` problems: graded exactly on the embedded
@@ -244,9 +276,33 @@ class Experiment:
             seed=self.cfg.seed + (1000 if split == "extra" else 0),
             max_new_tokens=self.cfg.sample_max_new_tokens,
             batch_size=64,
+            template=self.sample_template(),
         )
-        write_trajectories(out, sample_solutions(model, tok, problems, cfg))
+        self._write_samples(out, problems, cfg, f"policy samples ({split})")
         return out
+
+    def _write_samples(
+        self, out: Path, problems: list[Any], cfg: SampleConfig, what: str
+    ) -> None:
+        """Sample, and write the trajectories with their parse report (`<out>.parse.json`);
+        refuse, naming the counts and the reason, samples too few of which could be read (no
+        file is written then, so nothing downstream runs on them)."""
+        model, tok = self.lm()
+        trajs = sample_solutions(model, tok, problems, cfg)
+        report = ParseReport.of(len(problems), cfg.n, trajs)
+        out.with_suffix(".parse.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+        why = report.problems()
+        if why:
+            raise ValueError(f"{what}: " + "; ".join(why) + f" (model {self.track.model_path})")
+        write_trajectories(out, trajs)
+
+    def parse_reports(self) -> dict[str, dict[str, int]]:
+        """The parse report of every sample file written so far, by file name."""
+        return {
+            p.name.removesuffix(".parse.json"): json.loads(p.read_text())
+            for folder in (self.data_dir, self.label_dir)
+            for p in sorted(folder.glob("*.parse.json"))
+        }
 
     def labels(self, labeler: str, split: str, first: int | None = None) -> Path:
         """CPMI, MC or position labels of the policy samples of `split` (resumable).
@@ -272,9 +328,9 @@ class Experiment:
         model, tok = self.labeler_lm()
         cfg = LabelConfig(
             method=labeler,
-            cpmi=self.cfg.cpmi,
+            cpmi=self.cpmi_config(),
             n_negatives=self.cfg.n_negatives,
-            mc=self.cfg.mc,
+            mc=self.mc_config(),
             seed=self.cfg.seed,
         )  # type: ignore[arg-type]
         # The labeler by its cache-relative name: cached labels stay resumable when the
@@ -391,7 +447,7 @@ class Experiment:
         transform.fit([s for _, s in train_raw])
         train = [(t, transform.transform(s)) for t, s in train_raw]
         dev = [(t, transform.transform(s)) for t, s in dev_raw]
-        cfg = replace(self.cfg.prm, target=transform.name, target_params=transform.params())
+        cfg = replace(self.prm_config(), target=transform.name, target_params=transform.params())
         train_prm(self.track.prm_backbone, train, dev, out, cfg, transform=transform)
         return out
 
@@ -429,15 +485,15 @@ class Experiment:
             return out
         n = {"test": self.cfg.bon_problems, "dev": self.cfg.bon_dev_problems}[split]
         problems = self.track.problems(split, n)
-        model, tok = self.lm()
         cfg = SampleConfig(
             n=self.cfg.bon_pool,
             temperature=self.cfg.sample_temperature,
             seed=self.cfg.seed + (1 if split == "test" else 2),
             max_new_tokens=self.cfg.sample_max_new_tokens,
             batch_size=64,
+            template=self.sample_template(),
         )
-        write_trajectories(out, sample_solutions(model, tok, problems, cfg))
+        self._write_samples(out, problems, cfg, f"Best-of-N pool ({split})")
         return out
 
     def best_of_n(self, prm_name: str, split: str = "test") -> pd.DataFrame:
@@ -585,6 +641,7 @@ class Experiment:
         """Step-level AUROC against the reference labels of CPMI with other settings, on the
         first `n_trajectories` training samples (the same ones for every setting)."""
         model, tok = self.labeler_lm()
+        cpmi = self.cpmi_config(cpmi)
         trajs = read_trajectories(self.policy_samples("train"))[:n_trajectories]
         reference = self.reference_labels(trajs, "train")
         scores: list[float] = []

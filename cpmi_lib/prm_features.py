@@ -66,9 +66,12 @@ def step_features(
             attention[row, : len(s.input_ids)] = 1
         ids, attention = ids.to(device), attention.to(device)
         result = model(input_ids=ids, attention_mask=attention, output_hidden_states=True)
-        logp = torch.log_softmax(result.logits[:, :-1].float(), dim=-1)
-        token_logp = logp.gather(2, ids[:, 1:, None])[..., 0]  # [b, t-1]: log p(token t | < t)
-        margin = token_logp - logp.max(dim=-1).values
+        # log p(token t | < t) and its margin to the likeliest token, [b, t-1], without a
+        # vocabulary-wide log-softmax tensor (the largest allocation with a real vocabulary)
+        logits = result.logits[:, :-1].float()
+        token_logit = logits.gather(2, ids[:, 1:, None])[..., 0]
+        token_logp = token_logit - torch.logsumexp(logits, dim=-1)
+        margin = token_logit - logits.max(dim=-1).values
         hidden = result.hidden_states[-1].float()
         for row, s in enumerate(chunk):
             rows = []

@@ -37,18 +37,11 @@ from cpmi_lib.default_lm import DEFAULT_CACHE
 from cpmi_lib.headline import Headline, put_entry
 from cpmi_lib.labeling import LabelConfig, describe_skip, label_file, read_labels
 from cpmi_lib.lm import ensure_smollm2, load_lm
-from cpmi_lib.loaders import GSM8K_SOLUTION_KEYS, load_gsm8k_model_solutions
+from cpmi_lib.loaders import GSM8K_DIR, GSM8K_SOLUTION_KEYS, load_gsm8k_model_solutions
 from cpmi_lib.stats import stratified_auroc, stratified_auroc_ci
 from cpmi_lib.text_format import CHAT_INSTRUCTIONS, chat_prompt_template
 from cpmi_lib.trajectory import RecordError, Trajectory, write_trajectories
 
-#: Where the real GSM8K files are: ``$CPMI_GSM8K_DIR``, else ``../shared/data/gsm8k`` beside the
-#: checkout (read-only; never copied into the repository).
-GSM8K_DIR = Path(
-    os.environ.get(
-        "CPMI_GSM8K_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
-    )
-)
 SOLUTIONS_FILE = "example_model_solutions.jsonl"
 AGGREGATES: tuple[Aggregation, ...] = ("min", "last", "mean")
 #: The selectors of the Best-of-4 table (`cpmi_lib.best_of_n` method names).

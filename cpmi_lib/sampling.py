@@ -157,3 +157,42 @@ def sample_solutions(
             sum(len(s) for s in texts),
         )
     return out
+
+
+#: The least share of samples with a parsable step before an experiment refuses its samples.
+MIN_PARSED_SHARE = 0.5
+#: Kept samples from which "none states an answer" is taken as a broken prompt or token budget,
+#: not chance (SmolLM2-135M states one in about 4 of 10 solutions within 128 new tokens).
+MIN_KEPT_FOR_ANSWER_CHECK = 6
+
+
+@dataclass(frozen=True)
+class ParseReport:
+    """How many sampled solutions could be read as trajectories, and why the others could not."""
+
+    samples: int  # solutions sampled
+    kept: int  # with at least one step (trajectories)
+    no_step: int  # dropped: no line before the answer line (or no line at all)
+    no_answer: int  # kept, but no line states a final answer (graded wrong)
+
+    @classmethod
+    def of(cls, n_problems: int, per_problem: int, trajectories: Sequence[Trajectory]) -> ParseReport:
+        samples = n_problems * per_problem
+        no_answer = sum(t.final_answer is None for t in trajectories)
+        return cls(samples, len(trajectories), samples - len(trajectories), no_answer)
+
+    def problems(self) -> list[str]:
+        """Why these samples cannot feed an experiment (empty: they can)."""
+        out = []
+        if self.kept < MIN_PARSED_SHARE * self.samples:
+            out.append(
+                f"{self.no_step} of {self.samples} samples have no parsable step (a step is a "
+                f"non-blank line before the answer line; fewer than {MIN_PARSED_SHARE:.0%} kept)"
+            )
+        if self.kept >= MIN_KEPT_FOR_ANSWER_CHECK and self.no_answer == self.kept:
+            out.append(
+                f"none of the {self.kept} kept samples states a final answer (none says 'The "
+                "answer is: ...', '#### ...', 'A: ...' or \\boxed{...}); raise "
+                "max_new_tokens or check the prompt"
+            )
+        return out

@@ -232,11 +232,12 @@ def _bootstrap(
 # ------------------------------------------------------------------------------ correlations
 
 
-def rank_correlations(x: ArrayLike, y: ArrayLike) -> dict[str, float | int]:
+def rank_correlations(x: ArrayLike, y: ArrayLike) -> dict[str, Any]:
     """Spearman's rho and Kendall's tau (tau-b) of two aligned score lists, with p-values.
 
     Rank correlations, because label sources (CPMI, MC, human) agree on order far more than on
-    scale. A constant input makes both undefined: scipy warns and the values are NaN.
+    scale. A constant input makes both undefined: the values are then None with a ``why`` (scipy
+    would give NaN, which no result file may hold).
     """
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
@@ -244,6 +245,13 @@ def rank_correlations(x: ArrayLike, y: ArrayLike) -> dict[str, float | int]:
         raise ValueError(f"x and y must be aligned 1-d arrays, got shapes {xs.shape}, {ys.shape}")
     if len(xs) < 2:
         raise ValueError(f"rank correlations need at least 2 items, got {len(xs)}")
+    constant = [name for name, v in (("x", xs), ("y", ys)) if np.ptp(v) == 0]
+    if constant:
+        return {
+            **dict.fromkeys(("spearman_rho", "spearman_p", "kendall_tau", "kendall_p")),
+            "n": len(xs),
+            "why": f"{' and '.join(constant)} constant: rank correlations undefined",
+        }
     spearman = sps.spearmanr(xs, ys)
     kendall = sps.kendalltau(xs, ys)
     return {

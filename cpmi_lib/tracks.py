@@ -8,7 +8,11 @@ LM, problems per split, and a ProcessBench-style benchmark with a dev and a test
 stage and notebook runs on either.
 
 A hub source named ``"embedded"`` is the embedded world or LM written out in the hub schemas: the
-``paper-smoke`` preset uses it to run the paper track's code offline, on CPU, in minutes.
+``paper-smoke`` preset uses it to run the paper track's code offline, on CPU, in minutes. Three
+more names stand for real things this machine has offline (the ``real-smoke`` preset): ``"smollm2"``
+(SmolLM2-135M-Instruct, `lm.ensure_smollm2`), ``"shared-gsm8k"`` (the real GSM8K files,
+`loaders.GSM8K_DIR`) and ``"gsm8k-reference"`` (a ProcessBench-schema file made from GSM8K's
+reference solutions with one marked result corrupted, `cpmi_lib.gsm8k_benchmark`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from cpmi_lib.default_lm import (
     ensure_continued_lm,
     ensure_default_lm,
 )
-from cpmi_lib.lm import load_lm
-from cpmi_lib.loaders import load_gsm8k_problems, load_processbench
+from cpmi_lib.gsm8k_benchmark import write_processbench_file
+from cpmi_lib.lm import ensure_smollm2, load_lm
+from cpmi_lib.loaders import GSM8K_DIR, load_gsm8k_problems, load_processbench
 from cpmi_lib.trajectory import Trajectory
 from cpmi_lib.world import Problem, stable_fraction
 from cpmi_lib.world_data import (
     WorldSpec,
     build_world_files,
+    dataset_card,
     export_hub_schemas,
     load_benchmark,
     read_problems,
@@ -41,6 +47,8 @@ from cpmi_lib.world_data import (
 
 #: A hub source that stands for the embedded world (data) or default LM (models).
 EMBEDDED = "embedded"
+#: Real sources this machine has offline: a model, the GSM8K files, a benchmark made from them.
+SMOLLM2, SHARED_GSM8K, GSM8K_REFERENCE = "smollm2", "shared-gsm8k", "gsm8k-reference"
 #: Salts of the stable hashes that split hub data, independent of any other split of the same texts.
 DEV_SALT, PROCESSBENCH_DEV_SALT = "hub-dev:", "processbench-dev:"
 #: The policy splits an experiment asks for, and the benchmark splits.
@@ -75,6 +83,14 @@ class HubSpec:
     processbench: str = "Qwen/ProcessBench"
     processbench_subsets: tuple[str, ...] = ("gsm8k", "math", "olympiadbench", "omnimath")
     processbench_dev_fraction: float = 0.3
+    #: The policy's prompt template (holding ``{question}``); None: `text_format.DEFAULT_TEMPLATE`.
+    prompt: str | None = None
+    #: Every template of the experiment (the policy's prompt, CPMI's, MC's, the PRM's) is a chat
+    #: instruction, rendered through its model's chat template once that model is loaded
+    #: (`text_format.chat_prompt_template`).
+    chat: bool = False
+    #: Problems of the ``"gsm8k-reference"`` benchmark (two items each: gold and corrupted).
+    benchmark_problems: int = 100
 
     def __post_init__(self) -> None:
         for name in ("dev_fraction", "processbench_dev_fraction"):
@@ -88,6 +104,15 @@ class HubSpec:
                 raise ValueError(f"HubSpec.{name} is empty")
         if self.labeler == "":
             raise ValueError("HubSpec.labeler is empty (None: the policy model)")
+        if self.prompt is not None and "{question}" not in self.prompt:
+            raise ValueError(f"HubSpec.prompt {self.prompt!r} has no '{{question}}' placeholder")
+        if self.processbench == GSM8K_REFERENCE and self.processbench_subsets != ("gsm8k",):
+            raise ValueError(
+                f"HubSpec: the {GSM8K_REFERENCE!r} benchmark has one subset, ('gsm8k',); got "
+                f"{self.processbench_subsets}"
+            )
+        if self.benchmark_problems < 1:
+            raise ValueError(f"HubSpec.benchmark_problems must be >= 1: {self.benchmark_problems}")
 
     @classmethod
     def embedded(cls, subsets: tuple[str, ...], dev_fraction: float = 0.25) -> HubSpec:
@@ -106,7 +131,19 @@ class HubSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """Every setting as JSON, less the later fields at their neutral values (cached keys of
+        the specs that came before them stay the same)."""
+        d = json.loads(json.dumps(asdict(self)))
+        for name, neutral in _NEUTRAL.items():
+            if d[name] == neutral:
+                del d[name]
+        if self.processbench != GSM8K_REFERENCE:
+            del d["benchmark_problems"]
+        return d
+
+
+#: HubSpec fields added after caches existed, and the values that mean "as before".
+_NEUTRAL: dict[str, Any] = {"prompt": None, "chat": False}
 
 
 def _check_split(split: str, known: tuple[str, ...]) -> None:
@@ -254,7 +291,11 @@ class HubTrack(Track):
         self.spec = spec
 
     def _model(self, name: str) -> str:
-        return str(self.default_lm_dir()) if name == EMBEDDED else name
+        if name == EMBEDDED:
+            return str(self.default_lm_dir())
+        if name == SMOLLM2:
+            return str(ensure_smollm2(self.cache))
+        return name
 
     @property
     def model_path(self) -> str:
@@ -278,12 +319,28 @@ class HubTrack(Track):
     def _problem_source(self) -> tuple[str, str | None]:
         if self.spec.problems == EMBEDDED:
             return str(self._exported["gsm8k"]), None
+        if self.spec.problems == SHARED_GSM8K:
+            return str(GSM8K_DIR), None
         return self.spec.problems, self.spec.problems_config
 
     def _processbench_source(self) -> str:
         if self.spec.processbench == EMBEDDED:
             return str(self._exported["processbench"])
+        if self.spec.processbench == GSM8K_REFERENCE:
+            return str(self._reference_benchmark)
         return self.spec.processbench
+
+    @functools.cached_property
+    def _reference_benchmark(self) -> Path:
+        """The ``"gsm8k-reference"`` benchmark: a folder in ProcessBench's layout (subset
+        ``gsm8k``), made once from GSM8K's test split into the cache."""
+        n = self.spec.benchmark_problems
+        folder = self.cache / "benchmarks" / f"{GSM8K_REFERENCE}-{n}"
+        card = folder / "README.md"  # written last: its presence means the folder is complete
+        if not card.exists():
+            write_processbench_file(GSM8K_DIR / "test.jsonl", folder / "gsm8k.jsonl", n)
+            card.write_text(dataset_card(["gsm8k"]))
+        return folder
 
     def problems(self, split: str, n: int) -> list[Problem | Trajectory]:
         _check_split(split, POLICY_SPLITS)

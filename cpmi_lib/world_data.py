@@ -113,7 +113,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def _hub_readme(splits: list[str]) -> str:
+def dataset_card(splits: list[str]) -> str:
     """A dataset card whose YAML maps split names to files, as the hub snapshots' cards do."""
     files = "".join(f"  - split: {s}\n    path: {s}.jsonl\n" for s in splits)
     return f"---\nconfigs:\n- config_name: default\n  data_files:\n{files}---\n"
@@ -149,6 +149,6 @@ def export_hub_schemas(world_dir: str | os.PathLike[str]) -> dict[str, Path]:
                 by_subset.setdefault(subset, []).extend(items)
     for subset, items in by_subset.items():
         _write_jsonl(out["processbench"] / f"{subset}.jsonl", to_processbench_rows(items))
-    (out["processbench"] / "README.md").write_text(_hub_readme(sorted(by_subset)))
+    (out["processbench"] / "README.md").write_text(dataset_card(sorted(by_subset)))
     marker.write_text("")
     return out
