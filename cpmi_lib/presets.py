@@ -229,6 +229,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": _DEFAULT_NOTEBOOKS,
     "smoke": _SMOKE_NOTEBOOKS,
     "paper-smoke": _SMOKE_NOTEBOOKS | _POLICY_ONLY,
+    "real-smoke": _SMOKE_NOTEBOOKS | _POLICY_ONLY,
     "paper": _DEFAULT_NOTEBOOKS | _POLICY_ONLY,
     **{name: _DEFAULT_NOTEBOOKS for name in SEED_PRESETS},
 }
