@@ -425,6 +425,17 @@ def _cmd_prm_experiment(args: argparse.Namespace) -> None:
     print(f"results in {out}")
 
 
+def _cmd_workload(args: argparse.Namespace) -> None:
+    from cpmi_lib.experiment_config import ASSUMED_DECODE_STEP_S, workload
+    from cpmi_lib.presets import experiment_config
+
+    w = workload(experiment_config(args.preset), decode_step_s=args.decode_step_s)
+    for name, value in w.items():
+        print(f"{name:>24}: {value:,.2f}" if isinstance(value, float) else f"{name:>24}: {value:,}")
+    assumed = " (assumed, not measured)" if args.decode_step_s == ASSUMED_DECODE_STEP_S else ""
+    print(f"an upper-bound estimate at {args.decode_step_s} s per decode step{assumed}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cpmi_lib.default_lm import DEFAULT_CACHE
     from cpmi_lib.presets import PRESET_NAMES
@@ -541,6 +552,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-problems", type=int, default=None, help="default: the preset's")
     p.add_argument("--bon-problems", type=int, default=None, help="default: the preset's")
     p.set_defaults(func=_cmd_prm_experiment)
+
+    from cpmi_lib.experiment_config import ASSUMED_DECODE_STEP_S
+
+    p = sub.add_parser(
+        "workload", help="what a preset generates, and an estimate of its GPU decode hours"
+    )
+    p.add_argument("--preset", choices=PRESET_NAMES, default="paper-mini")
+    p.add_argument(
+        "--decode-step-s",
+        type=float,
+        default=ASSUMED_DECODE_STEP_S,
+        help="seconds per decode step of a batch (default: an assumption; measure it)",
+    )
+    p.set_defaults(func=_cmd_workload)
 
     p = sub.add_parser("merge", help="join shard label files into one, in input order")
     p.add_argument("--out", required=True)

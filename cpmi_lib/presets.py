@@ -3,7 +3,11 @@
 - ``smoke``: the embedded track at tiny sizes, minutes on 2 CPU cores (CI runs it).
 - ``default``: the embedded track (`make reproduce`; README § Time for the measured range).
 - ``paper``: the hub track at paper scale, for a GPU with hub access: Qwen2.5-Math-1.5B-Instruct
-  as policy, labeler and PRM backbone, GSM8K problems, ProcessBench.
+  as policy, labeler and PRM backbone, PRMs trained on Math-Shepherd's solutions (as the paper
+  does; label quality against its '+'/'-' labels), GSM8K problems for Best-of-N, ProcessBench.
+- ``paper-mini``: the same at about one GPU hour (`experiment_config.workload`: an estimate
+  under stated assumptions, not a measurement): enough steps to compare CPMI's and MC's labels
+  with Math-Shepherd's and their cost on a GPU; its PRM numbers are small-sample.
 - ``paper-smoke``: the paper track's code path (hub loaders, schemas, no exact step truth) on the
   smoke world and LM written out in the hub schemas: offline, CPU, minutes (CI runs it).
 - ``real-smoke``: the paper track's code path on real things: SmolLM2-135M-Instruct (policy,
@@ -35,7 +39,17 @@ from cpmi_lib.world_data import WorldSpec
 #: The `seeds` check (`cpmi_lib.seeds`): the default experiment with other seeds of everything
 #: trained or sampled; seed 0 is the default itself.
 SEED_PRESETS = ("default-seed1", "default-seed2")
-PRESET_NAMES = ("smoke", "default", "paper-smoke", "real-smoke", "paper", *SEED_PRESETS)
+PRESET_NAMES = (
+    "smoke",
+    "default",
+    "paper-smoke",
+    "real-smoke",
+    "paper",
+    "paper-mini",
+    *SEED_PRESETS,
+)
+#: The paper's PRM training data (GSM8K and MATH questions, automatically labelled solutions).
+MATH_SHEPHERD = "peiyi9979/Math-Shepherd"
 REPO = Path(__file__).resolve().parents[1]
 #: Where each preset's results/ and figures/ go by default: the default run's are the committed
 #: ones, the smoke runs are scratch, and a paper run gets a folder of its own.
@@ -45,6 +59,7 @@ RESULT_ROOTS: dict[str, Path] = {
     "paper-smoke": REPO / ".cache" / "paper-smoke",
     "real-smoke": REPO / ".cache" / "real-smoke",
     "paper": REPO / "paper",
+    "paper-mini": REPO / "paper-mini",
     **{name: REPO / ".cache" / "seeds" / name for name in SEED_PRESETS},
 }
 COMMON_PARAMETERS = ("preset", "results_dir", "figures_dir")
@@ -77,8 +92,8 @@ def experiment_config(preset: str) -> ExperimentConfig:
         return seeded(ExperimentConfig(), int(preset.rsplit("seed", 1)[1]))
     if preset == "paper":
         return ExperimentConfig(
-            hub=HubSpec(),
-            train_problems=2000,
+            hub=HubSpec(prm_data=MATH_SHEPHERD),
+            train_problems=2000,  # x 4: 8,000 Math-Shepherd solutions (dev: 800)
             dev_problems=200,
             samples_per_problem=4,
             sample_max_new_tokens=512,
@@ -91,6 +106,20 @@ def experiment_config(preset: str) -> ExperimentConfig:
             bon_problems=500,
             bon_pool=64,
             bon_ns=(1, 4, 16, 64),
+        )
+    if preset == "paper-mini":
+        paper = experiment_config("paper")
+        assert paper.hub is not None
+        return replace(
+            paper,
+            hub=replace(paper.hub, processbench_subsets=("gsm8k", "math")),
+            train_problems=40,  # x 4: 160 Math-Shepherd solutions, about 1,000 steps
+            dev_problems=10,
+            prm=replace(paper.prm, epochs=1),
+            bon_problems=60,
+            bon_dev_problems=30,
+            bon_pool=16,
+            bon_ns=(1, 4, 16),
         )
     if preset == "paper-smoke":
         return replace(
@@ -231,5 +260,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper-smoke": _SMOKE_NOTEBOOKS | _POLICY_ONLY,
     "real-smoke": _SMOKE_NOTEBOOKS | _POLICY_ONLY,
     "paper": _DEFAULT_NOTEBOOKS | _POLICY_ONLY,
+    "paper-mini": _DEFAULT_NOTEBOOKS | _POLICY_ONLY,
     **{name: _DEFAULT_NOTEBOOKS for name in SEED_PRESETS},
 }

@@ -12,25 +12,32 @@ suite call these stages one by one; ``python -m cpmi_lib prm-experiment`` runs t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import AutoTokenizer
 import pandas as pd
+from transformers import AutoTokenizer
 
 from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves
 from cpmi_lib.costs import CostMeter
 from cpmi_lib.cpmi import CPMIConfig, cpmi_step_scores
-from cpmi_lib.default_lm import DEFAULT_CACHE, ContinuedLMConfig, LMTrainConfig
-from cpmi_lib.label_runs import LABEL_FORMAT
+from cpmi_lib.default_lm import DEFAULT_CACHE
+from cpmi_lib.experiment_config import (
+    BASE,
+    BUDGET,
+    LABEL_SETTINGS,
+    NEEDS_TRUTH,
+    PRM_LABELS,
+    ExperimentConfig,
+    parse_prm_name,
+)
 from cpmi_lib.labeling import LabelConfig, label_file, read_labels, total_costs, trajectory_seed
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.negatives import hard_negatives
@@ -45,138 +52,22 @@ from cpmi_lib.processbench import (
 )
 from cpmi_lib.sampling import ParseReport, SampleConfig, sample_solutions
 from cpmi_lib.stats import auroc, auroc_ci, rank_correlations
-from cpmi_lib.text_format import DEFAULT_TEMPLATE, PROMPT_TEMPLATES, chat_prompt_template
-from cpmi_lib.tracks import HubSpec, Track, make_track
+from cpmi_lib.text_format import DEFAULT_TEMPLATE, chat_prompt_template
+from cpmi_lib.tracks import HubTrack, Track, make_track
 from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.world_data import WorldSpec
 
 log = logging.getLogger(__name__)
 
-#: The PRMs and the labels each learns from: (labeler, target transform). The truth PRM needs
-#: exact step labels, so only the embedded track trains it.
-PRM_LABELS: dict[str, tuple[str, str]] = {
-    "cpmi": ("cpmi", "zsig"),
-    "mc": ("mc", "mc_soft"),
-    "truth": ("truth", "truth"),
-    # the floor: a labeler that knows only (step index, number of steps), fit on train truth
-    "position": ("position", "mc_soft"),
-}
-#: Label sources that need the exact step truth (embedded track only).
-NEEDS_TRUTH = ("truth", "position")
-#: Training-set sizes a PRM name can carry: ``source`` (the base set), ``source@budget`` (the
-#: budget-matched set, `cpmi_lib.instrument`) or ``source@<n>`` (its first n trajectories).
-BASE, BUDGET = "base", "budget"
-
-
-def parse_prm_name(name: str) -> tuple[str, str | int]:
-    """``"truth@1200"`` → ("truth", 1200); ``"cpmi@budget"`` → ("cpmi", "budget");
-    ``"mc"`` → ("mc", "base")."""
-    source, _, size = name.partition("@")
-    if source not in PRM_LABELS:
-        raise ValueError(
-            f"unknown PRM label source {source!r} in {name!r}; known: {list(PRM_LABELS)}"
-        )
-    if not size:
-        return source, BASE
-    if size == BUDGET:
-        return source, BUDGET
-    if size.isdigit() and int(size) > 0:
-        return source, int(size)
-    raise ValueError(f"PRM name {name!r}: the size after '@' must be 'budget' or a positive count")
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """Sizes and settings of the PRM experiment (defaults: the embedded track, ~15 min on CPU).
-
-    `hub` switches to the hub track; `world` and `lm` then matter only for hub sources named
-    ``"embedded"``.
-    """
-
-    #: 10,000 train problems: the budget-matched CPMI set draws from beyond the base set's 600.
-    world: WorldSpec = field(
-        default_factory=lambda: WorldSpec(sizes={"train": 10_000, "dev": 600, "test": 1000})
-    )
-    #: The policy LM: it samples the trajectories (embedded track).
-    lm: LMTrainConfig = field(default_factory=LMTrainConfig)
-    #: The embedded track's PRM backbone: the policy LM trained further (None: the policy LM).
-    prm_lm: ContinuedLMConfig | None = field(default_factory=ContinuedLMConfig)
-    #: The labeling LM of the embedded track, for CPMI and MC's rollouts alike (None: the policy
-    #: LM). It must descend from `lm` (same world and tokenizer); `cpmi_lib.labelers`.
-    labeler: ContinuedLMConfig | None = None
-    hub: HubSpec | None = None
-    train_problems: int = 600
-    dev_problems: int = 150
-    samples_per_problem: int = 2
-    sample_temperature: float = 0.7
-    sample_max_new_tokens: int = 160
-    cpmi: CPMIConfig = field(default_factory=lambda: CPMIConfig(templates=PROMPT_TEMPLATES))
-    n_negatives: int = 4
-    mc: MCConfig = field(default_factory=lambda: MCConfig(n_rollouts=8, max_new_tokens=160))
-    prm: PRMConfig = field(
-        default_factory=lambda: PRMConfig(
-            head="surprise", epochs=10, lr=1e-3, batch_size=32, threads=2, patience=3
-        )
-    )
-    bon_problems: int = 200
-    #: Dev problems of the Best-of-N pool on which each PRM's aggregation is chosen.
-    bon_dev_problems: int = 150
-    bon_pool: int = 16
-    bon_ns: tuple[int, ...] = (1, 2, 4, 8, 16)
-    #: Learning curve of the truth PRM: these training-set sizes (trajectories) and the
-    #: budget-matched set's.
-    curve_sizes: tuple[int, ...] = (150, 300, 1200, 4800)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.prm_lm is not None and self.prm_lm.parent != self.lm:
-            raise ValueError("ExperimentConfig.prm_lm must continue `lm` (prm_lm.parent == lm)")
-        if self.labeler is not None and self.labeler.root != self.lm:
-            raise ValueError(
-                "ExperimentConfig.labeler must descend from `lm` (labeler.root == lm): the "
-                "labeler reads the policy's world and tokens"
-            )
-        if self.labeler is not None and self.hub is not None:
-            raise ValueError(
-                "ExperimentConfig.labeler is the embedded track's; on the hub "
-                "track name the labeling LM in HubSpec.labeler"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every setting as JSON; the LM configs as their own `to_dict` (a field added with a
-        neutral default leaves cached keys alone), and no `labeler` entry when it is the policy."""
-        d = asdict(self)
-        d["prm_lm"] = self.prm_lm and self.prm_lm.to_dict()
-        if self.labeler is None:
-            del d["labeler"]
-        else:
-            d["labeler"] = self.labeler.to_dict()
-        return json.loads(json.dumps(d))
-
-    def key(self) -> str:
-        return _hash(self.to_dict())
-
-    def sample_key(self) -> str:
-        """What the policy's samples (and the Best-of-N pools) depend on: neither the PRM's
-        settings nor the labeler's."""
-        d = self.to_dict()
-        for name in ("prm", "prm_lm", "curve_sizes", *LABEL_SETTINGS):
-            d.pop(name, None)
-        return _hash(d)
-
-    def label_key(self) -> str:
-        """What the CPMI and MC labels depend on beyond the samples: the labeling LM and the
-        labeling settings (and the label file format, which a resumed run must match)."""
-        d = self.to_dict()
-        return _hash({name: d.get(name) for name in LABEL_SETTINGS} | {"format": LABEL_FORMAT})
-
-
-#: The settings of the labels (`ExperimentConfig.label_key`), as opposed to the samples'.
-LABEL_SETTINGS = ("labeler", "cpmi", "n_negatives", "mc")
-
-
-def _hash(d: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+__all__ = [  # the settings live in `cpmi_lib.experiment_config`; importable from here too
+    "BASE",
+    "BUDGET",
+    "LABEL_SETTINGS",
+    "NEEDS_TRUTH",
+    "PRM_LABELS",
+    "Experiment",
+    "ExperimentConfig",
+    "parse_prm_name",
+]
 
 
 def _done(path: Path) -> bool:
@@ -220,7 +111,9 @@ class Experiment:
     @property
     def reference_name(self) -> str:
         """What label quality and the ablations are measured against."""
-        return "exact step truth" if self.track.step_truth else "MC hard label (value > 0)"
+        if self.track.step_truth:
+            return "exact step truth"
+        return "Math-Shepherd label (+)" if self.shepherd else "MC hard label (value > 0)"
 
     # ------------------------------------------------------------------ prompts
     def _as_read(self, template: str, tokenizer: Callable[[], Any]) -> str:
@@ -256,11 +149,16 @@ class Experiment:
     def policy_samples(self, split: str) -> Path:
         """The policy's sampled solutions of `split` problems: graded exactly on the embedded
         track, by final answer on the hub. ``"extra"``: the train problems after the base set's,
-        as many as the budget-matched CPMI set needs (`budget_plan`)."""
+        as many as the budget-matched CPMI set needs (`budget_plan`). With `HubSpec.prm_data`,
+        the train, dev and extra sets are Math-Shepherd's solutions instead (`_write_shepherd`);
+        Best-of-N pools stay the policy's."""
         # the extra samples' count follows the labeler's budget plan: they live with its labels
         folder = self.label_dir if split == "extra" else self.data_dir
         out = folder / f"policy-{split}.jsonl"
         if _done(out):
+            return out
+        if self.shepherd is not None:  # Math-Shepherd's solutions instead of the policy's
+            self._write_shepherd(out, split)
             return out
         if split == "extra":
             first = self.cfg.train_problems
@@ -281,9 +179,28 @@ class Experiment:
         self._write_samples(out, problems, cfg, f"policy samples ({split})")
         return out
 
-    def _write_samples(
-        self, out: Path, problems: list[Any], cfg: SampleConfig, what: str
-    ) -> None:
+    @property
+    def shepherd(self) -> HubTrack | None:
+        """The hub track when the PRMs train on Math-Shepherd (`HubSpec.prm_data`), else None."""
+        track = self.track
+        return track if isinstance(track, HubTrack) and track.spec.prm_data else None
+
+    def _write_shepherd(self, out: Path, split: str) -> None:
+        """The PRMs' `split` trajectories from Math-Shepherd, as many as the policy would have
+        sampled (problems x samples per problem), with what was read, skipped and kept."""
+        assert self.shepherd is not None
+        spp, n_train = self.cfg.samples_per_problem, self.cfg.train_problems
+        if split == "dev":
+            first, n, side = 0, self.cfg.dev_problems * spp, "dev"
+        elif split == "train":
+            first, n, side = 0, n_train * spp, "train"
+        else:  # extra: the train side after the base set
+            first, n, side = n_train * spp, self.budget_plan()["extra_problems"] * spp, "train"
+        trajs, report = self.shepherd.prm_data(side, first, n)
+        out.with_suffix(".parse.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_trajectories(out, trajs)
+
+    def _write_samples(self, out: Path, problems: list[Any], cfg: SampleConfig, what: str) -> None:
         """Sample, and write the trajectories with their parse report (`<out>.parse.json`);
         refuse, naming the counts and the reason, samples too few of which could be read (no
         file is written then, so nothing downstream runs on them)."""
@@ -582,7 +499,7 @@ class Experiment:
                             "neg_term"
                         ],  # sign flipped: pushing negatives down is good
                         "mc": mc[t.id]["steps"][i]["value"],
-                        "truth": int(t.step_labels[i]) if t.step_labels is not None else None,
+                        "truth": int(t.step_labels[i]) if self.track.step_truth else None,
                         "reference": reference[t.id][i],
                     }
                 )
@@ -590,9 +507,9 @@ class Experiment:
 
     def reference_labels(self, trajs: list[Trajectory], split: str) -> dict[str, list[int]]:
         """Per-step 0/1 reference labels by trajectory id: the exact truth on the embedded track;
-        on the hub, MC's hard estimate (right when any rollout reaches the gold, as in
-        Math-Shepherd)."""
-        if self.track.step_truth:
+        on the hub, Math-Shepherd's own '+'/'-' when the PRMs train on it, else MC's hard
+        estimate (right when any rollout reaches the gold, as Math-Shepherd labels)."""
+        if self.track.step_truth or self.shepherd:  # exact, or Math-Shepherd's '+'/'-'
             out = {}
             for t in trajs:
                 if t.step_labels is None:
@@ -619,7 +536,10 @@ class Experiment:
             trajs = read_trajectories(self.policy_samples("train"))
             df["position"] = [x for row in cross_fit_scores(trajs, seed=self.cfg.seed) for x in row]
         for name in ("cpmi", "gold_term", "neg_term", "mc", "position"):
-            if not self.track.step_truth and name in ("mc", "position"):
+            mc_is_reference = not self.track.step_truth and not self.shepherd
+            if (name == "mc" and mc_is_reference) or (
+                name == "position" and not self.track.step_truth
+            ):
                 why = "MC is the reference" if name == "mc" else "needs the exact step truth"
                 out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": why}
                 continue

@@ -176,7 +176,9 @@ class ParseReport:
     no_answer: int  # kept, but no line states a final answer (graded wrong)
 
     @classmethod
-    def of(cls, n_problems: int, per_problem: int, trajectories: Sequence[Trajectory]) -> ParseReport:
+    def of(
+        cls, n_problems: int, per_problem: int, trajectories: Sequence[Trajectory]
+    ) -> ParseReport:
         samples = n_problems * per_problem
         no_answer = sum(t.final_answer is None for t in trajectories)
         return cls(samples, len(trajectories), samples - len(trajectories), no_answer)

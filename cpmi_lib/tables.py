@@ -9,18 +9,26 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cpmi_lib.best_of_n import compare
 
 
 def save_table(df: pd.DataFrame, name: str, results_dir: str | os.PathLike[str]) -> Path:
-    """Write `df` to ``results_dir/tables/name.csv`` and ``.md``; return the Markdown path."""
+    """Write `df` to ``results_dir/tables/name.csv`` and ``.md``; return the Markdown path.
+
+    A missing or undefined cell (None, NaN) is written empty in the CSV and as "—" in Markdown,
+    never as "nan"; an infinite value is an error."""
+    numeric = df.select_dtypes("number")
+    if numeric.size and np.isinf(numeric.to_numpy(dtype=float)).any():
+        raise ValueError(f"table {name!r} holds an infinite value")
     out = Path(results_dir) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / f"{name}.csv", index=False)
     md = out / f"{name}.md"
-    md.write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
+    shown = df.astype(object).where(df.notna(), None)
+    md.write_text(shown.to_markdown(index=False, floatfmt=".4g", missingval="—") + "\n")
     return md
 
 

@@ -34,6 +34,12 @@ from cpmi_lib.default_lm import (
 from cpmi_lib.gsm8k_benchmark import write_processbench_file
 from cpmi_lib.lm import ensure_smollm2, load_lm
 from cpmi_lib.loaders import GSM8K_DIR, load_gsm8k_problems, load_processbench
+from cpmi_lib.math_shepherd import (
+    ShepherdReport,
+    graded,
+    load_training_solutions,
+    split_by_question,
+)
 from cpmi_lib.trajectory import Trajectory
 from cpmi_lib.world import Problem, stable_fraction
 from cpmi_lib.world_data import (
@@ -91,6 +97,12 @@ class HubSpec:
     chat: bool = False
     #: Problems of the ``"gsm8k-reference"`` benchmark (two items each: gold and corrupted).
     benchmark_problems: int = 100
+    #: The PRMs' training (and dev) trajectories. None: the policy's samples of `problems`.
+    #: Else a Math-Shepherd source (hub id, or a local file or folder in its schema), as in the
+    #: paper: its solutions with gold answers attached, split by question (`dev_fraction`), and
+    #: its '+'/'-' step labels the reference that label quality is measured against
+    #: (`cpmi_lib.math_shepherd`).
+    prm_data: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("dev_fraction", "processbench_dev_fraction"):
@@ -111,6 +123,8 @@ class HubSpec:
                 f"HubSpec: the {GSM8K_REFERENCE!r} benchmark has one subset, ('gsm8k',); got "
                 f"{self.processbench_subsets}"
             )
+        if self.prm_data == "":
+            raise ValueError("HubSpec.prm_data is empty (None: the policy's samples)")
         if self.benchmark_problems < 1:
             raise ValueError(f"HubSpec.benchmark_problems must be >= 1: {self.benchmark_problems}")
 
@@ -143,7 +157,7 @@ class HubSpec:
 
 
 #: HubSpec fields added after caches existed, and the values that mean "as before".
-_NEUTRAL: dict[str, Any] = {"prompt": None, "chat": False}
+_NEUTRAL: dict[str, Any] = {"prompt": None, "chat": False, "prm_data": None}
 
 
 def _check_split(split: str, known: tuple[str, ...]) -> None:
@@ -358,6 +372,31 @@ class HubTrack(Track):
             raise ValueError(f"no {split} problems in {source} (split {self.spec.train_split!r})")
         return list(rows)
 
+    @functools.cached_property
+    def _shepherd(self) -> tuple[list[Trajectory], ShepherdReport]:
+        if self.spec.prm_data is None:
+            raise ValueError("HubSpec.prm_data is None: the PRMs train on the policy's samples")
+        source, config = self._problem_source()
+        known = {
+            t.question: t.gold_answer
+            for t in load_gsm8k_problems(source, split=self.spec.train_split, config=config)
+            if t.gold_answer is not None
+        }
+        return load_training_solutions(self.spec.prm_data, known)
+
+    def prm_data(self, split: str, first: int, n: int) -> tuple[list[Trajectory], dict[str, Any]]:
+        """Math-Shepherd solutions `first` .. `first + n` of the train or dev side
+        (`HubSpec.prm_data`), and a record of what was read, skipped and kept."""
+        solutions, report = self._shepherd
+        side = split_by_question(solutions, split, self.spec.dev_fraction, DEV_SALT)
+        chosen = graded(side[first : first + n])
+        if not chosen:
+            raise ValueError(
+                f"Math-Shepherd {self.spec.prm_data}: no {split} solutions from {first} on "
+                f"({len(side)} on that side; {report.to_dict()})"
+            )
+        return chosen, {"source": self.shown(self.spec.prm_data), **report.to_dict()}
+
     def benchmark(self, split: str) -> dict[str, list[Trajectory]]:
         _check_split(split, BENCHMARK_SPLITS)
         source = self._processbench_source()
@@ -382,8 +421,10 @@ class HubTrack(Track):
         return out
 
     def describe(self) -> dict[str, str]:
+        data = {} if self.spec.prm_data is None else {"PRM data": self.shown(self.spec.prm_data)}
         return {
             **super().describe(),
+            **data,
             "problems": self.shown(self._problem_source()[0]),
             "ProcessBench": self.shown(self._processbench_source()),
         }

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 
 from cpmi_lib import grid
+from cpmi_lib.experiment_config import workload
 from cpmi_lib.headline import read_headline
 from cpmi_lib.lm import _looks_like_hub_id
 from cpmi_lib.presets import (
     COMMON_PARAMETERS,
+    MATH_SHEPHERD,
     PRESET_NAMES,
     PRESETS,
     RESULT_ROOTS,
@@ -111,6 +113,37 @@ def test_paper_preset_is_the_hub_track_at_scale():
     assert paper.prm.bf16 and paper.sample_max_new_tokens >= 512
     assert paper.mc.max_new_tokens >= 512 and max(paper.bon_ns) <= paper.bon_pool
     assert RESULT_ROOTS["paper"] != RESULT_ROOTS["default"]  # never overwrites
+    # the paper's PRM training data: Math-Shepherd (label quality against its +/- labels)
+    assert hub.prm_data == MATH_SHEPHERD and _looks_like_hub_id(hub.prm_data)
+
+
+def test_paper_mini_is_the_paper_at_about_one_gpu_hour():
+    paper, mini = experiment_config("paper"), experiment_config("paper-mini")
+    assert mini.hub is not None and paper.hub is not None
+    assert (mini.hub.model, mini.hub.prm_backbone, mini.hub.prm_data) == (
+        paper.hub.model,
+        paper.hub.prm_backbone,
+        paper.hub.prm_data,
+    )
+    assert set(mini.hub.processbench_subsets) < set(paper.hub.processbench_subsets)
+    assert (mini.cpmi, mini.mc, mini.n_negatives) == (paper.cpmi, paper.mc, paper.n_negatives)
+    assert mini.train_problems < paper.train_problems and max(mini.bon_ns) <= mini.bon_pool
+    assert mini.prm.bf16 and mini.prm.head == paper.prm.head == "value"
+    # sized by the (assumed, stated) decode time: about one GPU hour, the paper about 40
+    assert 0.5 <= workload(mini)["estimated_gpu_hours"] <= 1.25
+    assert workload(paper)["estimated_gpu_hours"] > 20 * workload(mini)["estimated_gpu_hours"]
+    assert RESULT_ROOTS["paper-mini"] not in (RESULT_ROOTS["paper"], RESULT_ROOTS["default"])
+
+
+def test_workload_counts_a_hand_case():
+    cfg = experiment_config("real-smoke")  # 2 + 1 problems x 2 samples; pools 2 + 1 problems x 2
+    w = workload(cfg, mean_steps=4, decode_step_s=1.0)
+    assert w["labelled_trajectories"] == 6 and w["policy_samples"] == 6 + 6
+    assert w["mc_rollouts"] == 6 * 4 * 2
+    assert w["generated_tokens_max"] == 12 * 96 + 48 * 32
+    # one generate call for the 6 policy samples, one for the 6 pool samples, at 96 tokens;
+    # one MC call per trajectory (8 rows fit a batch), at 32 tokens
+    assert w["sampling_hours"] * 3600 == 2 * 96 and w["mc_hours"] * 3600 == 6 * 32
 
 
 def test_paper_smoke_is_the_smoke_experiment_on_the_hub_code_path():

@@ -16,6 +16,7 @@ from cpmi_lib.cpmi import CPMIConfig
 from cpmi_lib.experiment_summary import run_experiment
 from cpmi_lib.headline import read_headline, record_headline
 from cpmi_lib.labeling import read_labels, total_costs
+from cpmi_lib.math_shepherd import attach_gold_answers, graded, to_math_shepherd_rows
 from cpmi_lib.mc import MCConfig
 from cpmi_lib.prm import PRMConfig
 from cpmi_lib.prm_experiment import (
@@ -27,7 +28,7 @@ from cpmi_lib.prm_experiment import (
     parse_prm_name,
 )
 from cpmi_lib.tracks import HubSpec
-from cpmi_lib.trajectory import read_trajectories
+from cpmi_lib.trajectory import Trajectory, read_trajectories
 from cpmi_lib.world_data import WorldSpec
 
 
@@ -254,3 +255,85 @@ def test_cached_labels_resume_after_the_cache_moves(tiny_experiment, tmp_path, m
     monkeypatch.setenv("CPMI_CACHE", str(moved))
     again = Experiment(cfg).labels("cpmi", "dev")
     assert again.is_relative_to(moved) and again.read_bytes() == before
+
+
+def test_prms_train_on_math_shepherd_with_its_labels_as_reference(
+    tiny_experiment, monkeypatch, tmp_path
+):
+    """HubSpec.prm_data: the PRMs' train and dev sets are a Math-Shepherd-schema file's solutions
+    (gold answers joined from the problems by question, a malformed row skipped and counted),
+    split by question, and label quality is scored against the file's '+'/'-' labels."""
+    base, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    embedded = Experiment(base)  # its samples carry exact step labels: written as '+'/'-'
+    samples = [
+        *read_trajectories(embedded.policy_samples("train")),
+        *read_trajectories(embedded.policy_samples("dev")),
+    ]
+    # and each question's reference solution (every step right), as Math-Shepherd has both
+    track = Experiment(hub_config(base)).track
+    reference = {t.question: t for s in ("train", "dev") for t in track.problems(s, 999)}
+    solutions = [
+        *(
+            replace(reference[q], step_labels=[True] * reference[q].n_steps)
+            for q in dict.fromkeys(t.question for t in samples)
+        ),
+        *samples,
+    ]
+    rows = to_math_shepherd_rows(solutions)
+    rows.insert(3, {"input": "no tags at all", "label": "no tags at all", "task": "GSM8K"})
+    path = tmp_path / "math-shepherd.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    cfg = hub_config(base)
+    cfg = replace(cfg, hub=replace(cfg.hub, prm_data=str(path)))
+    assert cfg.sample_key() != hub_config(base).sample_key()
+    exp = Experiment(cfg)
+    train = read_trajectories(exp.policy_samples("train"))
+    dev = read_trajectories(exp.policy_samples("dev"))
+    assert train and dev and not {t.question for t in train} & {t.question for t in dev}
+    assert len(train) <= cfg.train_problems * cfg.samples_per_problem
+    gold = {t.question: t.gold_answer for t in solutions}
+    written = {(t.question, tuple(t.step_labels), t.final_answer) for t in solutions}
+    for t in train + dev:
+        assert t.gold_answer == gold[t.question]  # joined from the problems, not guessed
+        assert (t.question, tuple(t.step_labels), t.final_answer) in written
+        assert t.metadata["final_correct"] == (t.final_answer == t.gold_answer)
+    assert {x for t in train for x in t.step_labels} == {True, False}
+    report = json.loads((exp.data_dir / "policy-train.parse.json").read_text())
+    assert report["invalid_rows"] == 1 and report["rows_read"] == len(solutions)
+    assert report["no_gold"] == 0 and report["kept"] == len(solutions)
+
+    summary = run_experiment(cfg, out=tmp_path / "summary.json")
+    quality = summary["label_quality"]
+    assert quality["reference"] == "Math-Shepherd label (+)"
+    assert quality["auroc_mc"]["auroc"] is not None  # MC is scored, not the reference
+    steps = exp.step_scores("train")
+    want = [int(x) for t in train for x in t.step_labels]
+    assert steps["reference"].tolist() == want and steps["truth"].isna().all()
+    assert summary["track"]["PRM data"] == str(path)
+
+
+def test_gold_answers_come_from_the_problems_or_a_plus_ending_sibling():
+    def sol(i, question, final, labels):
+        gold = final if labels[-1] else None  # as the loader sets it
+        return Trajectory(
+            id=f"s{i}",
+            question=question,
+            steps=["a"] * len(labels),
+            gold_answer=gold,
+            final_answer=final,
+            step_labels=labels,
+        )
+
+    solutions = [
+        sol(0, "known", "5", [True, False]),  # gold from the problems: 7
+        sol(1, "sibling", "3", [True, False]),  # gold from solution 2, which ends with '+'
+        sol(2, "sibling", "4", [True, True]),
+        sol(3, "orphan", "9", [False]),  # no gold anywhere: dropped, counted
+    ]
+    kept, dropped = attach_gold_answers(solutions, {"known": "7"})
+    assert dropped == 1 and [t.id for t in kept] == ["s0", "s1", "s2"]
+    assert [t.gold_answer for t in kept] == ["7", "4", "4"]
+    assert [t.metadata["final_correct"] for t in graded(kept)] == [False, False, True]
+    assert kept[1].metadata["problem_id"] == kept[2].metadata["problem_id"]

@@ -94,3 +94,13 @@ def test_mcnemar_table_pairs_every_prm_at_every_n(tmp_path):
     assert (same["only a right"] == 0).all() and (same["only b right"] == 0).all()
     md = save_table(table, "mcnemar", tmp_path)
     assert md.read_text().startswith("| pair") and (tmp_path / "tables" / "mcnemar.csv").exists()
+
+
+def test_saved_tables_write_no_nan_and_refuse_infinity(tmp_path):
+    df = pd.DataFrame({"score": ["a", "b"], "AUROC": [0.75, float("nan")], "note": ["x", None]})
+    md = save_table(df, "t", tmp_path).read_text()
+    assert "nan" not in md.lower() and md.count("—") == 2 and "0.75" in md
+    csv = (tmp_path / "tables" / "t.csv").read_text()
+    assert "nan" not in csv.lower() and csv.splitlines()[2] == "b,,"
+    with pytest.raises(ValueError, match="infinite"):
+        save_table(pd.DataFrame({"x": [1.0, float("inf")]}), "bad", tmp_path)
