@@ -168,19 +168,15 @@ def experiment_config(preset: str) -> ExperimentConfig:
 def _real_smoke() -> ExperimentConfig:
     """SmolLM2 on a handful of real GSM8K problems, every prompt through its chat template.
 
-    Sized to the CI budget (about 3 minutes on 2 cores; SmolLM2 samples about 0.1-0.2 s a token
-    step): a solution is cut at 128 new tokens, so many state no answer yet; MC's rollouts at 48.
+    Sized to the CI budget (about 2.5 minutes on 2 cores, measured; README § Real text):
+    solutions are cut at 96 new tokens, so most state no answer yet; MC's rollouts at 32.
     """
     instruction = CHAT_INSTRUCTIONS[0]  # asks for one step per line and "The answer is: <n>"
-    hub = HubSpec(
-        model=SMOLLM2,
-        prm_backbone=SMOLLM2,
-        device="cpu",
-        dtype=None,
-        problems=SHARED_GSM8K,
-        problems_config=None,
-        processbench=GSM8K_REFERENCE,
-        processbench_subsets=("gsm8k",),
+    hub = HubSpec.offline(
+        SMOLLM2,
+        SHARED_GSM8K,
+        GSM8K_REFERENCE,
+        ("gsm8k",),
         benchmark_problems=8,
         prompt=instruction,
         chat=True,

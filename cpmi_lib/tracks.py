@@ -129,20 +129,33 @@ class HubSpec:
             raise ValueError(f"HubSpec.benchmark_problems must be >= 1: {self.benchmark_problems}")
 
     @classmethod
+    def offline(
+        cls,
+        model: str,
+        problems: str,
+        processbench: str,
+        subsets: tuple[str, ...],
+        **settings: Any,
+    ) -> HubSpec:
+        """The hub track on CPU in float32 from sources this machine has: `model` is the policy,
+        labeler and PRM backbone; `problems` and `processbench` are local (no config)."""
+        return cls(
+            model=model,
+            prm_backbone=model,
+            device="cpu",
+            dtype=None,
+            problems=problems,
+            problems_config=None,
+            processbench=processbench,
+            processbench_subsets=subsets,
+            **settings,
+        )
+
+    @classmethod
     def embedded(cls, subsets: tuple[str, ...], dev_fraction: float = 0.25) -> HubSpec:
         """Every source the embedded world or LM written out in the hub schemas, on CPU: the
         paper track's code path, offline. `subsets` are the world benchmark's."""
-        return cls(
-            model=EMBEDDED,
-            prm_backbone=EMBEDDED,
-            device="cpu",
-            dtype=None,
-            problems=EMBEDDED,
-            problems_config=None,
-            dev_fraction=dev_fraction,
-            processbench=EMBEDDED,
-            processbench_subsets=subsets,
-        )
+        return cls.offline(EMBEDDED, EMBEDDED, EMBEDDED, subsets, dev_fraction=dev_fraction)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as JSON, less the later fields at their neutral values (cached keys of
