@@ -1,6 +1,6 @@
 """Math-Shepherd as the PRMs' training data, as in the paper: its solutions with gold answers
-attached, split into train and dev by question, its ``+``/``-`` step labels kept as the reference
-that CPMI's and MC's labels are scored against.
+attached (split into train and dev by question in `tracks.HubTrack.prm_data`), its ``+``/``-``
+step labels kept as the reference that CPMI's and MC's labels are scored against.
 
 Math-Shepherd gives no gold answer, and CPMI needs one. A question's gold comes from the problems
 data set when the question is there (GSM8K's train split holds Math-Shepherd's GSM8K questions),
@@ -11,6 +11,7 @@ has neither is dropped and counted, never guessed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -20,7 +21,6 @@ from cpmi_lib.answers import answers_equivalent
 from cpmi_lib.loaders import STEP_TAG, load_math_shepherd
 from cpmi_lib.text_format import ANSWER_FORMAT
 from cpmi_lib.trajectory import RecordError, Trajectory
-from cpmi_lib.world import stable_fraction
 
 
 @dataclass(frozen=True)
@@ -72,21 +72,7 @@ def graded(solutions: Sequence[Trajectory]) -> list[Trajectory]:
 
 def question_id(question: str) -> str:
     """A stable id of a question (solutions of one question share it: Best-of-N pools, splits)."""
-    return f"q{int(stable_fraction(question, 'question-id:') * 16**12):012x}"
-
-
-def split_by_question(
-    solutions: Sequence[Trajectory], split: str, dev_fraction: float, salt: str
-) -> list[Trajectory]:
-    """The solutions of the train or dev side: a stable hash of the question decides, so every
-    solution of a question is on the same side."""
-    if split not in ("train", "dev"):
-        raise ValueError(f"Math-Shepherd splits are train and dev, got {split!r}")
-    return [
-        t
-        for t in solutions
-        if (stable_fraction(t.question, salt) < dev_fraction) == (split == "dev")
-    ]
+    return "q" + hashlib.sha256(question.encode()).hexdigest()[:12]
 
 
 def load_training_solutions(

@@ -52,7 +52,12 @@ from cpmi_lib.processbench import (
 )
 from cpmi_lib.sampling import ParseReport, SampleConfig, sample_solutions
 from cpmi_lib.stats import auroc, auroc_ci, rank_correlations
-from cpmi_lib.text_format import DEFAULT_TEMPLATE, chat_prompt_template
+from cpmi_lib.text_format import (
+    CHAT_INSTRUCTIONS,
+    DEFAULT_TEMPLATE,
+    PROMPT_TEMPLATES,
+    chat_prompt_template,
+)
 from cpmi_lib.tracks import HubTrack, Track, make_track
 from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
 
@@ -122,6 +127,11 @@ class Experiment:
         if self.cfg.hub is None or not self.cfg.hub.chat:
             return template
         return chat_prompt_template(tokenizer(), template)
+
+    @property
+    def prompt_templates(self) -> tuple[str, ...]:
+        """What K templates are drawn from: chat instructions (`HubSpec.chat`) or plain ones."""
+        return CHAT_INSTRUCTIONS if self.cfg.hub and self.cfg.hub.chat else PROMPT_TEMPLATES
 
     def sample_template(self) -> str:
         """The prompt the policy samples from (`HubSpec.prompt`, else the default template)."""
@@ -535,11 +545,10 @@ class Experiment:
         if self.track.step_truth:  # the floor: out-of-fold position-only scores
             trajs = read_trajectories(self.policy_samples("train"))
             df["position"] = [x for row in cross_fit_scores(trajs, seed=self.cfg.seed) for x in row]
+        mc_is_reference = not self.track.step_truth and not self.shepherd
         for name in ("cpmi", "gold_term", "neg_term", "mc", "position"):
-            mc_is_reference = not self.track.step_truth and not self.shepherd
-            if (name == "mc" and mc_is_reference) or (
-                name == "position" and not self.track.step_truth
-            ):
+            no_truth = name == "position" and not self.track.step_truth
+            if (name == "mc" and mc_is_reference) or no_truth:
                 why = "MC is the reference" if name == "mc" else "needs the exact step truth"
                 out[f"auroc_{name}"] = {"auroc": None, "ci": None, "why": why}
                 continue

@@ -34,12 +34,7 @@ from cpmi_lib.default_lm import (
 from cpmi_lib.gsm8k_benchmark import write_processbench_file
 from cpmi_lib.lm import ensure_smollm2, load_lm
 from cpmi_lib.loaders import GSM8K_DIR, load_gsm8k_problems, load_processbench
-from cpmi_lib.math_shepherd import (
-    ShepherdReport,
-    graded,
-    load_training_solutions,
-    split_by_question,
-)
+from cpmi_lib.math_shepherd import ShepherdReport, graded, load_training_solutions
 from cpmi_lib.trajectory import Trajectory
 from cpmi_lib.world import Problem, stable_fraction
 from cpmi_lib.world_data import (
@@ -171,6 +166,13 @@ class HubSpec:
 
 #: HubSpec fields added after caches existed, and the values that mean "as before".
 _NEUTRAL: dict[str, Any] = {"prompt": None, "chat": False, "prm_data": None}
+
+
+def dev_side(items: list[Trajectory], dev: bool, fraction: float, salt: str) -> list[Trajectory]:
+    """The items on the dev side (`dev`) or the other side of a split by a stable hash of each
+    item's question: every item of one question falls on the same side, and a `salt` makes the
+    split independent of others made from the same questions."""
+    return [t for t in items if (stable_fraction(t.question, salt) < fraction) == dev]
 
 
 def _check_split(split: str, known: tuple[str, ...]) -> None:
@@ -375,12 +377,8 @@ class HubTrack(Track):
         if split == "test":
             rows = load_gsm8k_problems(source, split=self.spec.test_split, config=config, limit=n)
         else:
-            rows = [
-                t
-                for t in load_gsm8k_problems(source, split=self.spec.train_split, config=config)
-                if (stable_fraction(t.question, DEV_SALT) < self.spec.dev_fraction)
-                == (split == "dev")
-            ][:n]
+            rows = load_gsm8k_problems(source, split=self.spec.train_split, config=config)
+            rows = dev_side(rows, split == "dev", self.spec.dev_fraction, DEV_SALT)[:n]
         if not rows:
             raise ValueError(f"no {split} problems in {source} (split {self.spec.train_split!r})")
         return list(rows)
@@ -401,7 +399,8 @@ class HubTrack(Track):
         """Math-Shepherd solutions `first` .. `first + n` of the train or dev side
         (`HubSpec.prm_data`), and a record of what was read, skipped and kept."""
         solutions, report = self._shepherd
-        side = split_by_question(solutions, split, self.spec.dev_fraction, DEV_SALT)
+        _check_split(split, ("train", "dev"))
+        side = dev_side(solutions, split == "dev", self.spec.dev_fraction, DEV_SALT)
         chosen = graded(side[first : first + n])
         if not chosen:
             raise ValueError(
@@ -419,15 +418,8 @@ class HubTrack(Track):
                 rows = load_processbench(source, split=subset)
             except ValueError as exc:  # e.g. datasets' "Unknown split"
                 raise ValueError(f"ProcessBench {source}: subset {subset!r}: {exc}") from exc
-            items = [
-                t
-                for t in rows
-                if (
-                    stable_fraction(t.question, PROCESSBENCH_DEV_SALT)
-                    < self.spec.processbench_dev_fraction
-                )
-                == (split == "dev")
-            ]
+            fraction = self.spec.processbench_dev_fraction
+            items = dev_side(rows, split == "dev", fraction, PROCESSBENCH_DEV_SALT)
             if not items:
                 raise ValueError(f"ProcessBench {source} [{subset}] has no {split} items")
             out[subset] = items

@@ -36,7 +36,6 @@ from cpmi_lib.plots import ablation_panels, save_figure
 from cpmi_lib.presets import experiment_config
 from cpmi_lib.prm_experiment import Experiment
 from cpmi_lib.tables import save_table
-from cpmi_lib.text_format import PROMPT_TEMPLATES
 
 exp = Experiment(experiment_config(preset))
 base = exp.cfg.cpmi
@@ -46,8 +45,8 @@ settings = (
     + [
         (
             "templates K",
-            str(k),
-            replace(base, templates=PROMPT_TEMPLATES[:k]),
+            str(len(exp.prompt_templates[:k])),  # as many as the track has
+            replace(base, templates=exp.prompt_templates[:k]),
             m_base,
             ("trajectory", "perturb"),
         )
