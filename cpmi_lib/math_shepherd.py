@@ -71,7 +71,7 @@ def graded(solutions: Sequence[Trajectory]) -> list[Trajectory]:
 
 
 def question_id(question: str) -> str:
-    """A stable id of a question (solutions of one question share it: Best-of-N pools, splits)."""
+    """A stable id of a question: solutions of one question share it (`problem_id`)."""
     return "q" + hashlib.sha256(question.encode()).hexdigest()[:12]
 
 

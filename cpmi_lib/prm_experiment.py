@@ -218,7 +218,7 @@ class Experiment:
         trajs = sample_solutions(model, tok, problems, cfg)
         report = ParseReport.of(len(problems), cfg.n, trajs)
         out.with_suffix(".parse.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-        why = report.problems()
+        why = report.refusals()
         if why:
             raise ValueError(f"{what}: " + "; ".join(why) + f" (model {self.track.model_path})")
         write_trajectories(out, trajs)

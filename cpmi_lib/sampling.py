@@ -184,7 +184,7 @@ class ParseReport:
         no_answer = sum(t.final_answer is None for t in trajectories)
         return cls(samples, len(trajectories), samples - len(trajectories), no_answer)
 
-    def problems(self) -> list[str]:
+    def refusals(self) -> list[str]:
         """Why these samples cannot feed an experiment (empty: they can)."""
         out = []
         if self.kept < MIN_PARSED_SHARE * self.samples:

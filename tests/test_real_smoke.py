@@ -107,11 +107,11 @@ def _traj(i: int, answer: str | None) -> Trajectory:
 def test_parse_report_reasons():
     n = MIN_KEPT_FOR_ANSWER_CHECK
     fine = ParseReport.of(n, 1, [_traj(i, "1" if i == 0 else None) for i in range(n)])
-    assert fine.problems() == [] and fine.no_answer == n - 1
+    assert fine.refusals() == [] and fine.no_answer == n - 1
     no_answers = ParseReport.of(n, 1, [_traj(i, None) for i in range(n)])
-    assert "none of the" in no_answers.problems()[0]
+    assert "none of the" in no_answers.refusals()[0]
     # too few kept to tell a broken prompt from chance: not judged on answers
-    assert ParseReport.of(2, 1, [_traj(0, None), _traj(1, None)]).problems() == []
+    assert ParseReport.of(2, 1, [_traj(0, None), _traj(1, None)]).refusals() == []
     half = ParseReport.of(5, 2, [_traj(i, "1") for i in range(4)])
-    assert half.no_step == 6 and "6 of 10 samples have no parsable step" in half.problems()[0]
-    assert replace(half, kept=5).problems() == []
+    assert half.no_step == 6 and "6 of 10 samples have no parsable step" in half.refusals()[0]
+    assert replace(half, kept=5).refusals() == []
