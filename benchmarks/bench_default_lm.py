@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from cpmi_lib.costs import CostMeter
-from cpmi_lib.default_lm import LMTrainConfig, train_lm, training_record
-from cpmi_lib.lm import count_parameters, load_lm
-from cpmi_lib.sampling import SampleConfig, generate_texts
-from cpmi_lib.text_format import render_prompt
-from cpmi_lib.world import build_world
+from cpmi_lib.core.costs import CostMeter
+from cpmi_lib.core.text_format import render_prompt
+from cpmi_lib.data.world import build_world
+from cpmi_lib.lm.default_lm import LMTrainConfig, train_lm, training_record
+from cpmi_lib.lm.load import count_parameters, load_lm
+from cpmi_lib.lm.sampling import SampleConfig, generate_texts
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "default_lm.json"
 

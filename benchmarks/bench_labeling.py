@@ -19,17 +19,17 @@ from pathlib import Path
 
 import torch
 
-from cpmi_lib.costs import CostMeter, Costs
-from cpmi_lib.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_step_scores
-from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm
-from cpmi_lib.labeling import LabelConfig, label_trajectory
-from cpmi_lib.lm import count_parameters, load_lm
-from cpmi_lib.logprob import trie_floor
-from cpmi_lib.mc import MCConfig
-from cpmi_lib.negatives import negatives_for_trajectory
-from cpmi_lib.text_format import PROMPT_TEMPLATES
-from cpmi_lib.trajectory import Trajectory
-from cpmi_lib.world import build_world, corrupt
+from cpmi_lib.core.costs import CostMeter, Costs
+from cpmi_lib.core.text_format import PROMPT_TEMPLATES
+from cpmi_lib.core.trajectory import Trajectory
+from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_step_scores
+from cpmi_lib.labeling.label_file import LabelConfig, label_trajectory
+from cpmi_lib.labeling.mc import MCConfig
+from cpmi_lib.labeling.negatives import negatives_for_trajectory
+from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm
+from cpmi_lib.lm.load import count_parameters, load_lm
+from cpmi_lib.lm.logprob import trie_floor
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 

@@ -26,17 +26,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cpmi_lib.default_lm import DEFAULT_CACHE, ensure_default_lm
-from cpmi_lib.lm import load_lm
-from cpmi_lib.prm import PRMConfig, encode_for_prm, load_prm, train_prm
-from cpmi_lib.prm_experiment import ExperimentConfig
-from cpmi_lib.processbench import choose_threshold, evaluate_processbench, first_errors
-from cpmi_lib.sampling import SampleConfig, sample_solutions
-from cpmi_lib.stats import auroc
-from cpmi_lib.text_format import render_prompt
-from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.world import corrupt
-from cpmi_lib.world_data import build_world_files, load_benchmark, read_problems
+from cpmi_lib.core.stats import auroc
+from cpmi_lib.core.text_format import render_prompt
+from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
+from cpmi_lib.data.world import corrupt
+from cpmi_lib.data.world_data import build_world_files, load_benchmark, read_problems
+from cpmi_lib.eval.processbench import choose_threshold, evaluate_processbench, first_errors
+from cpmi_lib.experiment.stages import ExperimentConfig
+from cpmi_lib.lm.default_lm import DEFAULT_CACHE, ensure_default_lm
+from cpmi_lib.lm.load import load_lm
+from cpmi_lib.lm.sampling import SampleConfig, sample_solutions
+from cpmi_lib.prm.model import PRMConfig, encode_for_prm, load_prm, train_prm
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "truth_prm"
 WORK = DEFAULT_CACHE / "bench-truth-prm"

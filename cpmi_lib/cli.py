@@ -10,20 +10,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from cpmi_lib.core.paths import REPO
 
 
 def _load_model(name: str, **kwargs):
     """`load_lm`, where the name "default" means the embedded track's default LM (trained now if
     the cache lacks it)."""
-    from cpmi_lib.default_lm import ensure_default_lm
-    from cpmi_lib.lm import load_lm
+    from cpmi_lib.lm.default_lm import ensure_default_lm
+    from cpmi_lib.lm.load import load_lm
 
     return load_lm(ensure_default_lm() if name == "default" else name, **kwargs)
 
 
 def _cmd_build_world(args: argparse.Namespace) -> None:
-    from cpmi_lib.world_data import WorldSpec, build_world_files
+    from cpmi_lib.data.world_data import WorldSpec, build_world_files
 
     spec = WorldSpec(
         sizes={"train": args.train, "dev": args.dev, "test": args.test},
@@ -35,7 +35,7 @@ def _cmd_build_world(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_lm(args: argparse.Namespace) -> None:
-    from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm, training_record
+    from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm, training_record
 
     cfg = replace(
         LMTrainConfig(), seed=args.seed, **({"train_steps": args.steps} if args.steps else {})
@@ -49,9 +49,9 @@ def _cmd_train_lm(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    from cpmi_lib.sampling import SampleConfig, sample_solutions
-    from cpmi_lib.trajectory import write_trajectories
-    from cpmi_lib.world_data import read_problems
+    from cpmi_lib.core.trajectory import write_trajectories
+    from cpmi_lib.data.world_data import read_problems
+    from cpmi_lib.lm.sampling import SampleConfig, sample_solutions
 
     model, tokenizer = _load_model(args.model)
     problems = read_problems(args.problems)[: args.limit]
@@ -66,10 +66,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     """Build the default world, train (or reuse) the default LM, measure and record its quality."""
     import torch
 
-    from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm, training_record
-    from cpmi_lib.lm import load_lm
-    from cpmi_lib.lm_quality import measure_lm_quality
-    from cpmi_lib.world_data import WorldSpec, build_world_files, read_problems
+    from cpmi_lib.data.world_data import WorldSpec, build_world_files, read_problems
+    from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm, training_record
+    from cpmi_lib.lm.load import load_lm
+    from cpmi_lib.lm.quality import measure_lm_quality
 
     torch.set_num_threads(2)
     spec = WorldSpec()
@@ -117,9 +117,9 @@ class UsageError(Exception):
 
 def _runtime_errors() -> tuple[type[BaseException], ...]:
     """Errors of the input or of an output file that a command reports as one line, exit 1."""
-    from cpmi_lib.label_runs import LabelFileError
-    from cpmi_lib.logprob import SequenceTooLongError
-    from cpmi_lib.trajectory import RecordError
+    from cpmi_lib.core.trajectory import RecordError
+    from cpmi_lib.labeling.runs import LabelFileError
+    from cpmi_lib.lm.logprob import SequenceTooLongError
 
     return (LabelFileError, RecordError, SequenceTooLongError, FileExistsError)
 
@@ -164,9 +164,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_label_args(args: argparse.Namespace) -> tuple[int, int]:
     """Every argument error of `label`, before the model is loaded; returns the shard."""
-    from cpmi_lib.labeling import parse_shard
-    from cpmi_lib.negatives import NEGATIVE_SOURCES
-    from cpmi_lib.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES
+    from cpmi_lib.core.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES
+    from cpmi_lib.labeling.label_file import parse_shard
+    from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES
 
     try:
         shard = parse_shard(args.shard)
@@ -219,10 +219,10 @@ def _check_device(device: str, dtype: str | None) -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> None:
-    from cpmi_lib.cpmi import CPMIConfig
-    from cpmi_lib.labeling import LabelConfig, check_resumable, describe_skip, label_file
-    from cpmi_lib.mc import MCConfig
-    from cpmi_lib.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES, chat_prompt_template
+    from cpmi_lib.core.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES, chat_prompt_template
+    from cpmi_lib.labeling.cpmi import CPMIConfig
+    from cpmi_lib.labeling.label_file import LabelConfig, check_resumable, describe_skip, label_file
+    from cpmi_lib.labeling.mc import MCConfig
 
     shard = _check_label_args(args)
     templates = PROMPT_TEMPLATES[: args.templates]
@@ -306,7 +306,7 @@ def _cmd_merge(args: argparse.Namespace) -> None:
             if _same_file(p, q):
                 raise UsageError(f"shard file {p} is given twice")
 
-    from cpmi_lib.labeling import merge_label_files, read_labels, total_costs
+    from cpmi_lib.labeling.label_file import merge_label_files, read_labels, total_costs
 
     out.parent.mkdir(parents=True, exist_ok=True)
     n = merge_label_files(shards, out)
@@ -321,11 +321,11 @@ def _cmd_merge(args: argparse.Namespace) -> None:
 
 def _cmd_train_prm(args: argparse.Namespace) -> None:
     """Train a PRM from any labeler's file (or the exact truth) on trajectories JSONL."""
-    from cpmi_lib.default_lm import ensure_default_lm
-    from cpmi_lib.labeling import read_labels
-    from cpmi_lib.prm import PRMConfig, train_prm
-    from cpmi_lib.prm_targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
-    from cpmi_lib.trajectory import read_trajectories
+    from cpmi_lib.core.trajectory import read_trajectories
+    from cpmi_lib.labeling.label_file import read_labels
+    from cpmi_lib.lm.default_lm import ensure_default_lm
+    from cpmi_lib.prm.model import PRMConfig, train_prm
+    from cpmi_lib.prm.targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
 
     field = SCORE_FIELD[args.target]
 
@@ -366,15 +366,15 @@ def _cmd_train_prm(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     """ProcessBench-style F1 of a PRM: tau chosen on --dev files, reported on --test files."""
-    from cpmi_lib.costs import CostMeter
-    from cpmi_lib.loaders import load_processbench
-    from cpmi_lib.prm import load_prm
-    from cpmi_lib.processbench import (
+    from cpmi_lib.core.costs import CostMeter
+    from cpmi_lib.data.loaders import load_processbench
+    from cpmi_lib.eval.processbench import (
         choose_threshold,
         evaluate_processbench,
         first_errors,
         oracle_threshold_result,
     )
+    from cpmi_lib.prm.model import load_prm
 
     prm = load_prm(args.prm)
 
@@ -407,8 +407,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_prm_experiment(args: argparse.Namespace) -> None:
-    from cpmi_lib.experiment_summary import run_experiment
-    from cpmi_lib.presets import RESULT_ROOTS, experiment_config
+    from cpmi_lib.experiment.presets import RESULT_ROOTS, experiment_config
+    from cpmi_lib.experiment.summary import run_experiment
 
     cfg = experiment_config(args.preset)
     sizes = {"train_problems": args.train_problems, "bon_problems": args.bon_problems}
@@ -426,8 +426,8 @@ def _cmd_prm_experiment(args: argparse.Namespace) -> None:
 
 
 def _cmd_workload(args: argparse.Namespace) -> None:
-    from cpmi_lib.experiment_config import ASSUMED_DECODE_STEP_S, workload
-    from cpmi_lib.presets import experiment_config
+    from cpmi_lib.experiment.config import ASSUMED_DECODE_STEP_S, workload
+    from cpmi_lib.experiment.presets import experiment_config
 
     w = workload(experiment_config(args.preset), decode_step_s=args.decode_step_s)
     for name, value in w.items():
@@ -437,8 +437,8 @@ def _cmd_workload(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cpmi_lib.default_lm import DEFAULT_CACHE
-    from cpmi_lib.presets import PRESET_NAMES
+    from cpmi_lib.experiment.presets import PRESET_NAMES
+    from cpmi_lib.lm.default_lm import DEFAULT_CACHE
 
     parser = _Parser(prog="python -m cpmi_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bon-problems", type=int, default=None, help="default: the preset's")
     p.set_defaults(func=_cmd_prm_experiment)
 
-    from cpmi_lib.experiment_config import ASSUMED_DECODE_STEP_S
+    from cpmi_lib.experiment.config import ASSUMED_DECODE_STEP_S
 
     p = sub.add_parser(
         "workload", help="what a preset generates, and an estimate of its GPU decode hours"

@@ -8,7 +8,7 @@ only redoes what changed. A failing notebook stops the grid with a non-zero exit
 notebook and the cell. One line per stage shows where the whole grid is (``[3/8] label_cost``, the
 grid's elapsed time).
 
-Notebooks record their headline numbers in ``results/headline.json`` (`cpmi_lib.headline`); a
+Notebooks record their headline numbers in ``results/headline.json`` (`cpmi_lib.report.headline`); a
 full run starts that file afresh so no stale name survives. ``--root DIR --compare`` reruns the
 grid into DIR and prints every headline number next to the committed one (the preset's result root,
 the repository's ``results/`` for ``default``) with its CI and whether the rerun lies within it.
@@ -29,11 +29,17 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from cpmi_lib.headline import FILENAME as HEADLINE_FILE
-from cpmi_lib.headline import HeadlineError, compare_headlines, format_comparison, read_headline
-from cpmi_lib.presets import PRESET_NAMES, PRESETS, REPO, RESULT_ROOTS
+from cpmi_lib.core.paths import NOTEBOOKS, REPO
+from cpmi_lib.experiment.presets import PRESET_NAMES, PRESETS, RESULT_ROOTS
+from cpmi_lib.report.headline import FILENAME as HEADLINE_FILE
+from cpmi_lib.report.headline import (
+    HeadlineError,
+    compare_headlines,
+    format_comparison,
+    read_headline,
+)
 
-NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOK_DIR = NOTEBOOKS
 #: Dependency order: data first, then what reads it.
 NOTEBOOKS = tuple(PRESETS["default"])
 
@@ -119,7 +125,7 @@ def run_grid(preset: str, root: Path = REPO, only: list[str] | None = None) -> l
             flush=True,
         )
         executed.append(out)
-    from cpmi_lib.report import write_results_readme
+    from cpmi_lib.report.results_readme import write_results_readme
 
     write_results_readme(root / "results", root / "figures", preset)
     total = format_elapsed(time.perf_counter() - grid_start)

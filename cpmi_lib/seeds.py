@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from cpmi_lib.headline import FILENAME, Headline, read_headline
-from cpmi_lib.presets import REPO, RESULT_ROOTS, SEED_PRESETS
+from cpmi_lib.core.paths import REPO
+from cpmi_lib.experiment.presets import RESULT_ROOTS, SEED_PRESETS
+from cpmi_lib.report.headline import FILENAME, Headline, read_headline
 
 #: The notebooks that record `results/headline.json` numbers: a seed runs only these (they train
 #: and sample everything the headline needs through the experiment's cache), not the whole grid.
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             run_grid(preset, RESULT_ROOTS[preset], only=list(HEADLINE_NOTEBOOKS))
     roots = {int(p.rsplit("seed", 1)[1]): RESULT_ROOTS[p] for p in args.presets}
     aggregate(REPO, roots, REPO / "results")
-    from cpmi_lib.report import write_results_readme
+    from cpmi_lib.report.results_readme import write_results_readme
 
     write_results_readme(REPO / "results", REPO / "figures", "default")  # + which claims survive
     print((REPO / "results" / "seeds.md").read_text())

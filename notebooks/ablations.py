@@ -31,11 +31,11 @@ from dataclasses import replace
 
 import pandas as pd
 
-from cpmi_lib.cpmi import VARIANTS
-from cpmi_lib.plots import ablation_panels, save_figure
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.labeling.cpmi import VARIANTS
+from cpmi_lib.report.plots import ablation_panels, save_figure
+from cpmi_lib.report.tables import save_table
 
 exp = Experiment(experiment_config(preset))
 base = exp.cfg.cpmi

@@ -23,10 +23,10 @@ figures_dir = "../figures"
 # %%
 import pandas as pd
 
-from cpmi_lib.plots import best_of_n_curves, save_figure
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import mcnemar_table, save_table
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.report.plots import best_of_n_curves, save_figure
+from cpmi_lib.report.tables import mcnemar_table, save_table
 
 exp = Experiment(experiment_config(preset))
 curves = {name: exp.best_of_n(name) for name in exp.prm_names}

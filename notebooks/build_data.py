@@ -25,10 +25,10 @@ figures_dir = "../figures"
 # %%
 import pandas as pd
 
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
-from cpmi_lib.trajectory import read_trajectories
+from cpmi_lib.core.trajectory import read_trajectories
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.report.tables import save_table
 
 exp = Experiment(experiment_config(preset))
 exp.track.describe()

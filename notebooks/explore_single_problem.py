@@ -33,12 +33,12 @@ gold = None
 n_negatives = 4
 
 # %%
-from cpmi_lib.labeler_axis import CONFIGURED, explore_problem
-from cpmi_lib.negatives import hard_negatives
-from cpmi_lib.plots import lp_along_steps_by_labeler, save_figure
-from cpmi_lib.presets import experiment_config, labeler_axis
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
+from cpmi_lib.experiment.presets import experiment_config, labeler_axis
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.labeling.negatives import hard_negatives
+from cpmi_lib.report.plots import lp_along_steps_by_labeler, save_figure
+from cpmi_lib.report.tables import save_table
+from cpmi_lib.studies.labeler_axis import CONFIGURED, explore_problem
 
 exp = Experiment(experiment_config(preset))
 axis = {x.name: x for x in labeler_axis(preset)} if exp.track.step_truth else {}

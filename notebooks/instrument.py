@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpmi_lib import instrument
-from cpmi_lib.headline import record_headline
-from cpmi_lib.plots import budget_figure, data_curve, save_figure, within_position_bars
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.report.headline import record_headline
+from cpmi_lib.report.plots import budget_figure, data_curve, save_figure, within_position_bars
+from cpmi_lib.report.tables import save_table
+from cpmi_lib.studies import instrument
 
 exp = Experiment(experiment_config(preset))
 n = max(exp.cfg.bon_ns)

@@ -24,11 +24,11 @@ figures_dir = "../figures"
 # %%
 import pandas as pd
 
-from cpmi_lib.costs import Costs
-from cpmi_lib.labeling import read_labels, total_costs
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
+from cpmi_lib.core.costs import Costs
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.labeling.label_file import read_labels, total_costs
+from cpmi_lib.report.tables import save_table
 
 exp = Experiment(experiment_config(preset))
 costs: dict[str, Costs] = {

@@ -24,11 +24,11 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-from cpmi_lib.plots import cpmi_vs_mc_scatter, roc_curves, save_figure
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.stats import roc_curve_points
-from cpmi_lib.tables import label_quality_table, save_table
+from cpmi_lib.core.stats import roc_curve_points
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.report.plots import cpmi_vs_mc_scatter, roc_curves, save_figure
+from cpmi_lib.report.tables import label_quality_table, save_table
 
 exp = Experiment(experiment_config(preset))
 steps = exp.step_scores("train")

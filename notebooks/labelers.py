@@ -29,12 +29,17 @@ quality_trajectories = 300
 # %%
 import pandas as pd
 
-from cpmi_lib import labeler_axis as axis
-from cpmi_lib.headline import record_headline
-from cpmi_lib.instrument import majority_bon
-from cpmi_lib.plots import anticipation_curves, budget_figure, labeler_axis_figure, save_figure
-from cpmi_lib.presets import experiment_config, labeler_axis
-from cpmi_lib.tables import save_table
+from cpmi_lib.experiment.presets import experiment_config, labeler_axis
+from cpmi_lib.report.headline import record_headline
+from cpmi_lib.report.plots import (
+    anticipation_curves,
+    budget_figure,
+    labeler_axis_figure,
+    save_figure,
+)
+from cpmi_lib.report.tables import save_table
+from cpmi_lib.studies import labeler_axis as axis
+from cpmi_lib.studies.instrument import majority_bon
 
 cfg = experiment_config(preset)
 sizes = axis.AxisSizes(skill_problems, select_trajectories, quality_trajectories)

@@ -22,10 +22,10 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-from cpmi_lib.plots import f1_bars, save_figure
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import processbench_table, save_table
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.report.plots import f1_bars, save_figure
+from cpmi_lib.report.tables import processbench_table, save_table
 
 exp = Experiment(experiment_config(preset))
 results = {name: exp.processbench(name) for name in exp.prm_names}

@@ -32,10 +32,10 @@ gsm8k_dir = None  # None: ../shared/data/gsm8k beside the checkout (or $CPMI_GSM
 # %%
 import time
 
-from cpmi_lib import real_verifier as rv
-from cpmi_lib.headline import record_headline
-from cpmi_lib.plots import save_figure, verifier_figure
-from cpmi_lib.tables import save_table
+from cpmi_lib.report.headline import record_headline
+from cpmi_lib.report.plots import save_figure, verifier_figure
+from cpmi_lib.report.tables import save_table
+from cpmi_lib.studies import real_verifier as rv
 
 cfg = rv.VerifierConfig(problems, variant, templates, n_negatives, selection)
 start = time.perf_counter()

@@ -26,10 +26,10 @@ import json
 
 import pandas as pd
 
-from cpmi_lib.plots import learning_curves, save_figure
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.tables import save_table
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.report.plots import learning_curves, save_figure
+from cpmi_lib.report.tables import save_table
 
 exp = Experiment(experiment_config(preset))
 records = {name: json.loads((exp.train(name) / "prm.json").read_text()) for name in exp.prm_names}

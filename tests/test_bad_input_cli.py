@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from cpmi_lib import cli
-from cpmi_lib.cpmi import CPMIConfig
-from cpmi_lib.labeling import LabelConfig, label_file, read_labels
-from cpmi_lib.mc import MCConfig
-from cpmi_lib.world import build_world, corrupt
+from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.labeling.cpmi import CPMIConfig
+from cpmi_lib.labeling.label_file import LabelConfig, label_file, read_labels
+from cpmi_lib.labeling.mc import MCConfig
 
 PROG = "python -m cpmi_lib label"
 CPMI_OPTIONS = ["--method", "cpmi", "--variant", "cumulative", "--n-negatives", "2"]

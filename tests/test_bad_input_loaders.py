@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from cpmi_lib.loaders import (
+from cpmi_lib.core.trajectory import RecordError, Trajectory, read_trajectories
+from cpmi_lib.data.loaders import (
     load_gsm8k_model_solutions,
     load_gsm8k_problems,
     load_math_shepherd,
     load_processbench,
 )
-from cpmi_lib.trajectory import RecordError, Trajectory, read_trajectories
 
 Loader = Callable[..., list[Trajectory]]
 
@@ -539,7 +539,7 @@ def test_parquet_rows_are_named_by_index(tmp_path: Path) -> None:
 
 def test_read_jsonl_parses_the_bytes_it_is_given(tmp_path):
     """A caller that hashes a file's bytes parses exactly those bytes, not a later edit."""
-    from cpmi_lib.records import read_jsonl
+    from cpmi_lib.core.records import read_jsonl
 
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'{"id": "old"}\n\n{"id": 2}\n')

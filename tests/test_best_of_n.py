@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from cpmi_lib.best_of_n import (
+from cpmi_lib.core.stats import mcnemar_test
+from cpmi_lib.core.trajectory import Trajectory
+from cpmi_lib.eval.best_of_n import (
     DEFAULT_METHODS,
     Candidate,
     Pool,
@@ -17,8 +19,6 @@ from cpmi_lib.best_of_n import (
     random_choice,
     select_best,
 )
-from cpmi_lib.stats import mcnemar_test
-from cpmi_lib.trajectory import Trajectory
 
 
 def _pool(*cands: tuple[str | None, bool, list[float]], pid: str = "p") -> Pool:

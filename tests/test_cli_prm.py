@@ -6,9 +6,9 @@ import json
 import random
 
 from cpmi_lib.cli import main
-from cpmi_lib.trajectory import write_trajectories
-from cpmi_lib.world import build_world, corrupt
-from cpmi_lib.world_data import WorldSpec, build_world_files
+from cpmi_lib.core.trajectory import write_trajectories
+from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.data.world_data import WorldSpec, build_world_files
 
 
 def test_train_prm_then_evaluate(tiny_world, tiny_lm_dir, tmp_path, capsys):

@@ -12,17 +12,17 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from cpmi_lib.costs import CostMeter
-from cpmi_lib.cpmi import VARIANTS, CPMIConfig, context_pairs, cpmi_step_scores
-from cpmi_lib.logprob import (
+from cpmi_lib.core.costs import CostMeter
+from cpmi_lib.data.world import WorldConfig, build_world
+from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, context_pairs, cpmi_step_scores
+from cpmi_lib.lm.logprob import (
     ScoreRequest,
     SequenceTooLongError,
     packed_logprobs,
     reference_logprobs,
     trie_floor,
 )
-from cpmi_lib.world import WorldConfig, build_world
-from cpmi_lib.world_tokenizer import build_world_tokenizer
 
 TEMPLATES = (
     "Question: {question}\nAnswer:\n",

@@ -9,7 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpmi_lib.default_lm import (
+from cpmi_lib.core.text_format import render_prompt
+from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.lm.default_lm import (
     ContinuedLMConfig,
     LMTrainConfig,
     continued_lm_dir,
@@ -20,13 +24,9 @@ from cpmi_lib.default_lm import (
     training_record,
     training_text_ids,
 )
-from cpmi_lib.lm import load_lm
-from cpmi_lib.lm_quality import measure_lm_quality
-from cpmi_lib.sampling import SampleConfig, generate_texts, generated_lengths, sample_solutions
-from cpmi_lib.text_format import render_prompt
-from cpmi_lib.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.world import build_world
-from cpmi_lib.world_tokenizer import build_world_tokenizer
+from cpmi_lib.lm.load import load_lm
+from cpmi_lib.lm.quality import measure_lm_quality
+from cpmi_lib.lm.sampling import SampleConfig, generate_texts, generated_lengths, sample_solutions
 
 
 @pytest.fixture(scope="module")

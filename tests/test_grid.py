@@ -11,10 +11,8 @@ import pandas as pd
 import pytest
 
 from cpmi_lib import grid
-from cpmi_lib.experiment_config import workload
-from cpmi_lib.headline import read_headline
-from cpmi_lib.lm import _looks_like_hub_id
-from cpmi_lib.presets import (
+from cpmi_lib.experiment.config import workload
+from cpmi_lib.experiment.presets import (
     COMMON_PARAMETERS,
     MATH_SHEPHERD,
     PRESET_NAMES,
@@ -22,7 +20,9 @@ from cpmi_lib.presets import (
     RESULT_ROOTS,
     experiment_config,
 )
-from cpmi_lib.tracks import EMBEDDED
+from cpmi_lib.experiment.tracks import EMBEDDED
+from cpmi_lib.lm.load import _looks_like_hub_id
+from cpmi_lib.report.headline import read_headline
 
 EXPECTED_TABLES = {
     "data",
@@ -219,11 +219,11 @@ def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(
 ):
     """Stage i of n and the grid's elapsed time on every line (papermill faked: no notebook runs);
     a full run drops a stale results/headline.json, `only` keeps it to merge into."""
-    import cpmi_lib.report
+    import cpmi_lib.report.results_readme
 
     ran = []
     monkeypatch.setattr(grid.papermill, "execute_notebook", lambda nb, out, **kw: ran.append(out))
-    monkeypatch.setattr(cpmi_lib.report, "write_results_readme", lambda *args: None)
+    monkeypatch.setattr(cpmi_lib.report.results_readme, "write_results_readme", lambda *args: None)
     headline = tmp_path / "results" / "headline.json"
     headline.parent.mkdir(parents=True)
     headline.write_text("{}\n")

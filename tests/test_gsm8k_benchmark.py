@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cpmi_lib.gsm8k_benchmark import processbench_rows, write_processbench_file
-from cpmi_lib.loaders import load_processbench
+from cpmi_lib.data.gsm8k_benchmark import processbench_rows, write_processbench_file
+from cpmi_lib.data.loaders import load_processbench
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 ROWS = [

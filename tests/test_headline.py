@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from cpmi_lib import grid
-from cpmi_lib.headline import (
+from cpmi_lib.experiment.presets import REPO
+from cpmi_lib.report.headline import (
     DIFFERS,
     EXACT,
     MISSING,
@@ -31,7 +32,6 @@ from cpmi_lib.headline import (
     read_headline,
     record_headline,
 )
-from cpmi_lib.presets import REPO
 
 
 def entry(value=0.5, ci=(0.4, 0.6), n=100) -> dict:

@@ -9,9 +9,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cpmi_lib import labeler_axis, labelers
-from cpmi_lib.cpmi import CPMIConfig, cpmi_step_scores
-from cpmi_lib.default_lm import (
+from cpmi_lib.core.text_format import PROMPT_TEMPLATES, render_prompt
+from cpmi_lib.core.trajectory import read_trajectories
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_data import WorldSpec
+from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.experiment.stages import Experiment, ExperimentConfig
+from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_step_scores
+from cpmi_lib.labeling.label_file import read_labels
+from cpmi_lib.labeling.mc import MCConfig
+from cpmi_lib.lm.default_lm import (
     ContinuedLMConfig,
     LMTrainConfig,
     _training_data,
@@ -19,16 +26,10 @@ from cpmi_lib.default_lm import (
     training_record,
     training_text_ids,
 )
-from cpmi_lib.labeling import read_labels
-from cpmi_lib.logprob import ScoreRequest, reference_logprobs
-from cpmi_lib.mc import MCConfig
-from cpmi_lib.prm import PRMConfig
-from cpmi_lib.prm_experiment import Experiment, ExperimentConfig
-from cpmi_lib.text_format import PROMPT_TEMPLATES, render_prompt
-from cpmi_lib.trajectory import read_trajectories
-from cpmi_lib.world import build_world
-from cpmi_lib.world_data import WorldSpec
-from cpmi_lib.world_tokenizer import build_world_tokenizer
+from cpmi_lib.lm.logprob import ScoreRequest, reference_logprobs
+from cpmi_lib.prm.model import PRMConfig
+from cpmi_lib.studies import labeler_axis
+from cpmi_lib.studies import labeler_skill as labelers
 
 
 def test_cached_model_and_experiment_keys_are_unchanged_by_the_labeler_fields():
@@ -360,7 +361,7 @@ def test_setting_and_best_labeler_are_chosen_on_dev():
 
 
 def test_hub_labeler_is_named_apart_from_the_policy():
-    from cpmi_lib.tracks import HubSpec, make_track
+    from cpmi_lib.experiment.tracks import HubSpec, make_track
 
     spec = HubSpec(model="org/policy", prm_backbone="org/prm", labeler="org/labeler")
     track = make_track(spec, WorldSpec(), LMTrainConfig(), cache="/nonexistent")

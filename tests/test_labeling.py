@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cpmi_lib import labeling
-from cpmi_lib.costs import Costs
-from cpmi_lib.cpmi import CPMIConfig
-from cpmi_lib.label_runs import dumps_record
-from cpmi_lib.labeling import (
+from cpmi_lib.core.costs import Costs
+from cpmi_lib.core.trajectory import RecordError, write_trajectories
+from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.labeling.cpmi import CPMIConfig
+from cpmi_lib.labeling.label_file import (
     LabelConfig,
     LabelFileError,
     label_file,
@@ -33,9 +33,9 @@ from cpmi_lib.labeling import (
     total_costs,
     trajectory_seed,
 )
-from cpmi_lib.mc import MCConfig
-from cpmi_lib.trajectory import RecordError, write_trajectories
-from cpmi_lib.world import build_world, corrupt
+from cpmi_lib.labeling.label_file import label_file as labeling
+from cpmi_lib.labeling.mc import MCConfig
+from cpmi_lib.labeling.runs import dumps_record
 
 REPO = Path(__file__).resolve().parents[1]
 CPMI = LabelConfig(method="cpmi", cpmi=CPMIConfig(variant="cumulative"), n_negatives=2)

@@ -11,7 +11,8 @@ import datasets
 import huggingface_hub.constants
 import pytest
 
-from cpmi_lib.loaders import (
+from cpmi_lib.core.trajectory import RecordError
+from cpmi_lib.data.loaders import (
     DatasetUnavailableError,
     UnknownSplitError,
     load_gsm8k_model_solutions,
@@ -21,7 +22,6 @@ from cpmi_lib.loaders import (
     load_rows,
     local_split_files,
 )
-from cpmi_lib.trajectory import RecordError
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 JANET = (

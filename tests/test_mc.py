@@ -13,15 +13,22 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cpmi_lib import mc
-from cpmi_lib.answers import answers_equivalent
-from cpmi_lib.costs import CostMeter
-from cpmi_lib.logprob import SequenceTooLongError
-from cpmi_lib.mc import MCConfig, MCResult, StepValue, mc_rollouts, mc_step_values, prefix_prompts
-from cpmi_lib.sampling import SampleConfig
-from cpmi_lib.text_format import render_prompt, split_solution
-from cpmi_lib.world import build_world
-from cpmi_lib.world_tokenizer import build_world_tokenizer
+from cpmi_lib.core.answers import answers_equivalent
+from cpmi_lib.core.costs import CostMeter
+from cpmi_lib.core.text_format import render_prompt, split_solution
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.labeling.label_file import mc
+from cpmi_lib.labeling.mc import (
+    MCConfig,
+    MCResult,
+    StepValue,
+    mc_rollouts,
+    mc_step_values,
+    prefix_prompts,
+)
+from cpmi_lib.lm.logprob import SequenceTooLongError
+from cpmi_lib.lm.sampling import SampleConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cpmi_lib.answers import answers_equivalent
-from cpmi_lib.costs import CostMeter
-from cpmi_lib.negatives import (
+from cpmi_lib.core.answers import answers_equivalent
+from cpmi_lib.core.costs import CostMeter
+from cpmi_lib.core.trajectory import RecordError, Trajectory
+from cpmi_lib.data.world import WorldConfig, build_world, corrupt
+from cpmi_lib.labeling.negatives import (
     NEGATIVE_SOURCES,
     Negative,
     hard_negatives,
@@ -23,8 +25,6 @@ from cpmi_lib.negatives import (
     negatives_for_trajectory,
     perturbations,
 )
-from cpmi_lib.trajectory import RecordError, Trajectory
-from cpmi_lib.world import WorldConfig, build_world, corrupt
 
 HAND_STEPS = ["Ava has 12 + 7 = 19 apples.", "Ava has 19 * 2 = 38 apples."]
 #: Every perturbation of "38": ±1, ±2, ±10, ×0.9 → 34, ×1.1 → 42, digit swap 83, sign flip.

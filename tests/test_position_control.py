@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cpmi_lib.position_control import (
+from cpmi_lib.core.stats import (
+    _pair_tables,
+    _stratified_inputs,
+    _weighted_u,
+    auroc,
+    stratified_auroc,
+    stratified_auroc_ci,
+)
+from cpmi_lib.core.trajectory import RecordError, Trajectory, labels_from_first_error
+from cpmi_lib.labeling.position import (
     DEFAULT_PRIOR_STRENGTH,
     SCORE_FIELD,
     TARGET_TRANSFORM,
@@ -18,16 +27,7 @@ from cpmi_lib.position_control import (
     position_auroc,
     position_strata,
 )
-from cpmi_lib.prm_targets import make_target_transform, scores_for_trajectories
-from cpmi_lib.stats import (
-    _pair_tables,
-    _stratified_inputs,
-    _weighted_u,
-    auroc,
-    stratified_auroc,
-    stratified_auroc_ci,
-)
-from cpmi_lib.trajectory import RecordError, Trajectory, labels_from_first_error
+from cpmi_lib.prm.targets import make_target_transform, scores_for_trajectories
 
 
 def _traj(tid: str, n_steps: int, labels: list[bool] | None) -> Trajectory:

@@ -13,7 +13,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
-from cpmi_lib.prm import (
+from cpmi_lib.core.text_format import DEFAULT_TEMPLATE, STEP_SEPARATOR, render_prompt
+from cpmi_lib.core.trajectory import RecordError, Trajectory
+from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.prm.features import StepHead, step_features
+from cpmi_lib.prm.model import (
     BACKBONE_DIR,
     IGNORE_INDEX,
     PRM_FILE,
@@ -31,12 +36,7 @@ from cpmi_lib.prm import (
     step_spans,
     train_prm,
 )
-from cpmi_lib.prm_features import StepHead, step_features
-from cpmi_lib.prm_targets import TargetTransform, make_target_transform
-from cpmi_lib.text_format import DEFAULT_TEMPLATE, STEP_SEPARATOR, render_prompt
-from cpmi_lib.trajectory import RecordError, Trajectory
-from cpmi_lib.world import build_world, corrupt
-from cpmi_lib.world_tokenizer import build_world_tokenizer
+from cpmi_lib.prm.targets import TargetTransform, make_target_transform
 
 QUESTION = "Ava has 3 apples. She buys 4 more apples. How many apples does Ava have now?"
 STEPS = ["Ava has 3 + 4 = 7 apples.", "Ava has 7 * 2 = 14 apples.", "Ava has 14 - 5 = 9 apples."]
@@ -119,7 +119,7 @@ def test_truncation_drops_whole_trailing_steps(tok, traj, caplog):
     exact = encode_for_prm(tok, QUESTION, STEPS, max_length=len(full.input_ids))
     assert not exact.truncated and exact.input_ids == full.input_ids
 
-    with caplog.at_level(logging.WARNING, logger="cpmi_lib.prm"):
+    with caplog.at_level(logging.WARNING, logger="cpmi_lib.prm.model"):
         rows, n_trunc = build_prm_features(tok, [(traj, [1.0, 0.0, 0.0])], max_length=limit)
     assert n_trunc == 1 and "'hand-1'" in caplog.text and "2 of 3 steps" in caplog.text
     assert sorted(y for y in rows[0]["labels"] if y != IGNORE_INDEX) == [0.0, 1.0]

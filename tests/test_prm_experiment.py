@@ -10,16 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from cpmi_lib import cli, instrument, presets
-from cpmi_lib.best_of_n import AGGREGATIONS
-from cpmi_lib.cpmi import CPMIConfig
-from cpmi_lib.experiment_summary import run_experiment
-from cpmi_lib.headline import read_headline, record_headline
-from cpmi_lib.labeling import read_labels, total_costs
-from cpmi_lib.math_shepherd import attach_gold_answers, graded, to_math_shepherd_rows
-from cpmi_lib.mc import MCConfig
-from cpmi_lib.prm import PRMConfig
-from cpmi_lib.prm_experiment import (
+from cpmi_lib import cli
+from cpmi_lib.core.trajectory import Trajectory, read_trajectories
+from cpmi_lib.data.math_shepherd import attach_gold_answers, graded, to_math_shepherd_rows
+from cpmi_lib.data.world_data import WorldSpec
+from cpmi_lib.eval.best_of_n import AGGREGATIONS
+from cpmi_lib.experiment import presets
+from cpmi_lib.experiment.stages import (
     BASE,
     BUDGET,
     PRM_LABELS,
@@ -27,9 +24,14 @@ from cpmi_lib.prm_experiment import (
     ExperimentConfig,
     parse_prm_name,
 )
-from cpmi_lib.tracks import HubSpec
-from cpmi_lib.trajectory import Trajectory, read_trajectories
-from cpmi_lib.world_data import WorldSpec
+from cpmi_lib.experiment.summary import run_experiment
+from cpmi_lib.experiment.tracks import HubSpec
+from cpmi_lib.labeling.cpmi import CPMIConfig
+from cpmi_lib.labeling.label_file import read_labels, total_costs
+from cpmi_lib.labeling.mc import MCConfig
+from cpmi_lib.prm.model import PRMConfig
+from cpmi_lib.report.headline import read_headline, record_headline
+from cpmi_lib.studies import instrument
 
 
 @pytest.fixture(scope="module")

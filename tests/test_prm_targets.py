@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from cpmi_lib.prm_targets import (
+from cpmi_lib.core.trajectory import RecordError, Trajectory
+from cpmi_lib.prm.targets import (
     MAD_TO_SIGMA,
     SCORE_FIELD,
     TARGET_TRANSFORMS,
@@ -16,7 +17,6 @@ from cpmi_lib.prm_targets import (
     scores_for_trajectories,
     scores_from_records,
 )
-from cpmi_lib.trajectory import RecordError, Trajectory
 
 
 def sigmoid(z: float) -> float:

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cpmi_lib.processbench import (
+from cpmi_lib.core.trajectory import Trajectory
+from cpmi_lib.eval.processbench import (
     ORACLE_LABEL,
     choose_threshold,
     evaluate_processbench,
@@ -16,7 +17,6 @@ from cpmi_lib.processbench import (
     predict_first_error,
     subset_metrics,
 )
-from cpmi_lib.trajectory import Trajectory
 
 
 def _probs(first_error: int, n_steps: int, low: float = 0.1, high: float = 0.95) -> list[float]:

@@ -9,15 +9,15 @@ from dataclasses import replace
 
 import pytest
 
-from cpmi_lib import prm_experiment
-from cpmi_lib.experiment_summary import run_experiment
-from cpmi_lib.labeling import read_labels
-from cpmi_lib.loaders import GSM8K_DIR, load_gsm8k_problems
-from cpmi_lib.presets import experiment_config
-from cpmi_lib.prm_experiment import Experiment
-from cpmi_lib.sampling import MIN_KEPT_FOR_ANSWER_CHECK, ParseReport
-from cpmi_lib.tracks import GSM8K_REFERENCE, SHARED_GSM8K, SMOLLM2, HubSpec
-from cpmi_lib.trajectory import Trajectory, read_trajectories
+from cpmi_lib.core.trajectory import Trajectory, read_trajectories
+from cpmi_lib.data.loaders import GSM8K_DIR, load_gsm8k_problems
+from cpmi_lib.experiment import stages as prm_experiment
+from cpmi_lib.experiment.presets import experiment_config
+from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.experiment.summary import run_experiment
+from cpmi_lib.experiment.tracks import GSM8K_REFERENCE, SHARED_GSM8K, SMOLLM2, HubSpec
+from cpmi_lib.labeling.label_file import read_labels
+from cpmi_lib.lm.sampling import MIN_KEPT_FOR_ANSWER_CHECK, ParseReport
 
 
 @pytest.fixture

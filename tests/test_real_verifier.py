@@ -1,4 +1,4 @@
-"""CPMI as a zero-shot verifier of real GSM8K solutions (`cpmi_lib.real_verifier`).
+"""CPMI as a zero-shot verifier of real GSM8K solutions (`cpmi_lib.studies.real_verifier`).
 
 The statistics are checked on a hand-made frame whose AUROCs and Best-of-4 outcomes are worked
 out by hand; the scoring itself runs once on two real problems with SmolLM2.
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cpmi_lib import real_verifier as rv
+from cpmi_lib.studies import real_verifier as rv
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 SOLVERS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from cpmi_lib import seeds
-from cpmi_lib.headline import Headline, read_headline, record_headline
-from cpmi_lib.presets import REPO, SEED_PRESETS, experiment_config, seeded
-from cpmi_lib.report import write_results_readme
+from cpmi_lib.experiment.presets import REPO, SEED_PRESETS, experiment_config, seeded
+from cpmi_lib.report.headline import Headline, read_headline, record_headline
+from cpmi_lib.report.results_readme import write_results_readme
 
 
 def test_seeded_presets_change_every_seed_but_not_the_world():

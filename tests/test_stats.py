@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from cpmi_lib.stats import (
+from cpmi_lib.core.stats import (
     accuracy_ci,
     auroc,
     auroc_ci,

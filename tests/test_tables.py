@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from cpmi_lib.best_of_n import Candidate, Pool, best_of_n_curves, compare
-from cpmi_lib.tables import (
+from cpmi_lib.eval.best_of_n import Candidate, Pool, best_of_n_curves, compare
+from cpmi_lib.report.tables import (
     QUALITY_SCORES,
     label_quality_table,
     mcnemar_table,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpmi_lib.text_format import render_prompt, render_solution, split_solution
+from cpmi_lib.core.text_format import render_prompt, render_solution, split_solution
 
 
 def test_render_and_split_are_inverse():

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cpmi_lib.default_lm import LMTrainConfig
-from cpmi_lib.lm import ModelUnavailableError
-from cpmi_lib.loaders import DatasetUnavailableError
-from cpmi_lib.tracks import EMBEDDED, EmbeddedTrack, HubSpec, HubTrack, make_track
-from cpmi_lib.trajectory import read_trajectories
-from cpmi_lib.world import stable_fraction
-from cpmi_lib.world_data import WorldSpec, export_hub_schemas, load_benchmark
+from cpmi_lib.core.trajectory import read_trajectories
+from cpmi_lib.data.loaders import DatasetUnavailableError
+from cpmi_lib.data.world import stable_fraction
+from cpmi_lib.data.world_data import WorldSpec, export_hub_schemas, load_benchmark
+from cpmi_lib.experiment.tracks import EMBEDDED, EmbeddedTrack, HubSpec, HubTrack, make_track
+from cpmi_lib.lm.default_lm import LMTrainConfig
+from cpmi_lib.lm.load import ModelUnavailableError
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 

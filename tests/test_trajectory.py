@@ -8,7 +8,7 @@ import logging
 import datasets
 import pytest
 
-from cpmi_lib.trajectory import (
+from cpmi_lib.core.trajectory import (
     RecordError,
     Trajectory,
     first_error_from_labels,

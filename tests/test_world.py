@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from cpmi_lib.loaders import load_processbench
-from cpmi_lib.trajectory import read_trajectories
-from cpmi_lib.world import (
+from cpmi_lib.core.trajectory import read_trajectories
+from cpmi_lib.data.loaders import load_processbench
+from cpmi_lib.data.world import (
     ERROR_KINDS,
     SPLITS,
     STEP_RE,
@@ -27,7 +27,7 @@ from cpmi_lib.world import (
     subsets_by_length,
     to_processbench_rows,
 )
-from cpmi_lib.world_data import WorldSpec, build_world_files, load_benchmark, read_problems
+from cpmi_lib.data.world_data import WorldSpec, build_world_files, load_benchmark, read_problems
 
 CFG = WorldConfig()
 
@@ -206,8 +206,8 @@ def test_world_files_round_trip(tmp_path):
 
 
 def test_read_problems_names_file_line_and_field(tmp_path, tiny_world):
-    from cpmi_lib.records import RecordError
-    from cpmi_lib.world_data import read_problems, write_problems
+    from cpmi_lib.core.records import RecordError
+    from cpmi_lib.data.world_data import read_problems, write_problems
 
     problems = build_world(tiny_world, {"train": 3}, seed=0)["train"]
     path = tmp_path / "problems-train.jsonl"

@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from cpmi_lib.text_format import ANSWER_FORMAT, PROMPT_TEMPLATES, render_prompt, render_solution
-from cpmi_lib.world import WorldConfig, build_world
-from cpmi_lib.world_tokenizer import build_world_tokenizer, pieces
+from cpmi_lib.core.text_format import (
+    ANSWER_FORMAT,
+    PROMPT_TEMPLATES,
+    render_prompt,
+    render_solution,
+)
+from cpmi_lib.data.world import WorldConfig, build_world
+from cpmi_lib.data.world_tokenizer import build_world_tokenizer, pieces
 
 
 @pytest.fixture(scope="module")

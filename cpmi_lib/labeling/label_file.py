@@ -1,0 +1,514 @@
+"""Labeling a file of trajectories with CPMI or MC, streamed, resumable and shardable.
+
+Each output line is one JSON object, appended and flushed as soon as its trajectory is done:
+
+- a labeled trajectory: ``{"index", "id", "method", ("negatives",) "steps", "model", "config",
+  "run", "costs"}`` with its per-step scores (or values), the negatives used and what it cost;
+- a skipped one (only with ``skip_invalid``): ``{"index", "id", "skipped": {"line", "field",
+  "problem"}, "model", "config", "run"}``. `read_labels` leaves these out unless asked
+  (``skipped=True``); they make coverage provable and keep indices fixed.
+
+``index`` is the record's ordinal in the input (0-based, blank lines not counted, invalid records
+counted), so it never shifts when a record is skipped. ``run`` is the run's identity (with
+``model`` and ``config``): ``dtype`` and ``device`` of the model, ``shard`` ``[i, n]``, and the
+input's file name, sha256 of its bytes and number of records. Every line carries it, so no part
+of a file can lose it. Guarantees:
+
+- Determinism: every trajectory is labeled on its own, with a seed derived from the run's seed
+  and the trajectory's id, so nothing depends on what ran before it or on sharding.
+- Resume (``resume=True``): after a kill at any point (a torn last line included) a rerun keeps
+  every complete line, redoes the rest, and gives the same labels as an uninterrupted run. It is
+  refused, file untouched, unless every complete line is a label record of this very run (same
+  model, config, dtype, device, shard and input bytes; the message names the line and the field
+  that differs; an edited input must go to a new file), no index or id is there twice, and a torn
+  last line starts like a record; only then is a torn last line cut off. ``resume=True`` on a
+  missing file starts it. Without ``resume`` an existing output is refused.
+- Lock: the output is held under an exclusive, non-blocking ``flock`` while it is written; a
+  second writer is refused at once. The kernel drops the lock when a process dies, so a killed
+  run can be resumed straight away.
+- Validation: an invalid input record (`cpmi_lib.core.trajectory`'s checks, a duplicate id, a
+missing
+  gold answer) and a record that fails while labeling (too long for the model's positions: for
+  CPMI a context plus answer, for MC every prefix plus ``max_new_tokens``, checked before
+  generating; a non-finite score) is a `RecordError` naming the input file, line and field.
+  Without ``skip_invalid`` the run stops on it (input errors before anything is labeled); with
+  it the record alone is skipped, written as a skipped line, counted and reported. A resumed
+  run treats skipped lines as done (they fail again the same way).
+- No NaN: configs refuse non-finite weights and temperatures, a non-finite score is a
+  `RecordError`, and lines are written with ``allow_nan=False``.
+- Shards: ``shard=(i, n)`` labels the records whose index is i mod n; `merge_label_files` joins
+  the n shards of one run back into input order, refusing torn or foreign lines (file and line
+  named), a shard being written, a missing, incomplete or doubled shard, and shards of another
+  run or input (see `cpmi_lib.labeling.runs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from cpmi_lib.core.costs import CostMeter, Costs
+from cpmi_lib.core.records import read_jsonl
+from cpmi_lib.core.trajectory import RecordError, Trajectory
+from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_step_scores
+from cpmi_lib.labeling.mc import MCConfig, mc_step_values
+from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES, negatives_for_trajectory
+from cpmi_lib.labeling.runs import (
+    LabelFileError,
+    RunIdentity,
+    check_one_run,
+    dumps_record,
+    loads_strict,
+    locked_output,
+    merge_label_files,
+    scan_label_file,
+    torn_line_problem,
+)
+from cpmi_lib.lm.load import count_parameters
+from cpmi_lib.lm.logprob import SequenceTooLongError
+
+__all__ = [
+    "LabelConfig",
+    "LabelFileError",
+    "RunIdentity",
+    "check_resumable",
+    "label_file",
+    "label_trajectory",
+    "merge_label_files",
+    "parse_shard",
+    "read_labels",
+    "total_costs",
+    "trajectory_seed",
+]
+
+log = logging.getLogger(__name__)
+
+Method = Literal["cpmi", "mc"]
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """What a labeling run does; stored in every output record and checked on resume."""
+
+    method: Method = "cpmi"
+    cpmi: CPMIConfig = field(default_factory=CPMIConfig)
+    n_negatives: int = 4
+    negative_sources: tuple[str, ...] = ("trajectory", "perturb")
+    mc: MCConfig = field(default_factory=MCConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("cpmi", "mc"):
+            raise ValueError(f"method must be 'cpmi' or 'mc', got {self.method!r}")
+        if isinstance(self.n_negatives, bool) or not isinstance(self.n_negatives, int):
+            raise ValueError(f"n_negatives must be an integer, got {self.n_negatives!r}")
+        if self.n_negatives < 1:
+            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives}")
+        if isinstance(self.negative_sources, str) or not self.negative_sources:
+            raise ValueError("negative_sources must be a non-empty sequence of source names")
+        object.__setattr__(self, "negative_sources", tuple(self.negative_sources))
+        unknown = [s for s in self.negative_sources if s not in NEGATIVE_SOURCES]
+        if unknown:
+            raise ValueError(
+                f"unknown negative source {unknown[0]!r}; known: {', '.join(NEGATIVE_SOURCES)}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as stored in JSON (tuples become lists, so stored and fresh compare equal)."""
+        d = json.loads(json.dumps(asdict(self)))
+        # only the part of the config the method uses
+        if self.method == "cpmi":
+            del d["mc"]
+        else:
+            for k in ("cpmi", "n_negatives", "negative_sources"):
+                del d[k]
+        return d
+
+
+def trajectory_seed(seed: int, trajectory_id: str) -> int:
+    """A seed that depends only on the run's seed and the trajectory, not on its position."""
+    digest = hashlib.sha256(f"{seed}:{trajectory_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _first_nonfinite(value: Any, where: str) -> str | None:
+    """The path (e.g. ``steps[2].cpmi``) of the first NaN or infinity inside `value`."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((p for k, v in items if (p := _first_nonfinite(v, k)) is not None), None)
+
+
+def label_trajectory(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    traj: Trajectory,
+    cfg: LabelConfig,
+    meter: CostMeter,
+    *,
+    where: str | None = None,
+) -> dict[str, Any]:
+    """The output record of one trajectory (without its index, identity and costs).
+
+    Raises RecordError naming `where` (default: the trajectory's id) and the field for a missing
+    gold answer, a sequence longer than the model's positions and a non-finite score.
+    """
+    where = where or f"trajectory {traj.id!r}"
+    if traj.gold_answer is None:
+        raise RecordError(
+            where, "gold_answer", f"missing: {cfg.method.upper()} needs the gold answer"
+        )
+    seed = trajectory_seed(cfg.seed, traj.id)
+    record: dict[str, Any] = {"id": traj.id, "method": cfg.method}
+    try:
+        if cfg.method == "cpmi":
+            negatives = negatives_for_trajectory(
+                traj,
+                cfg.n_negatives,
+                sources=cfg.negative_sources,
+                model=model,
+                tokenizer=tokenizer,
+                seed=seed,
+                meter=meter,
+            )
+            scores = cpmi_step_scores(
+                model,
+                tokenizer,
+                traj.question,
+                traj.steps,
+                traj.gold_answer,
+                [n.answer for n in negatives],
+                cfg.cpmi,
+                meter=meter,
+            )
+            record["negatives"] = [asdict(n) for n in negatives]
+            record["steps"] = [s.to_dict() for s in scores]
+        else:
+            mc_cfg = MCConfig(**{**asdict(cfg.mc), "seed": seed})
+            values = mc_step_values(
+                model, tokenizer, traj.question, traj.steps, traj.gold_answer, mc_cfg, meter=meter
+            )
+            record["steps"] = [v.to_dict() for v in values]
+    except SequenceTooLongError as exc:
+        raise RecordError(where, "steps", str(exc)) from None
+    except FloatingPointError as exc:
+        raise RecordError(where, "steps", f"non-finite score: {exc}") from None
+    bad = _first_nonfinite(record, "")
+    if bad is not None:
+        raise RecordError(where, bad, "non-finite score from the model; check its dtype")
+    return record
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like 'i/n', got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+# ------------------------------------------------------------------------------------- input
+
+
+@dataclass
+class _Item:
+    """One input record: its index, where it is, and the trajectory or why it cannot be labeled."""
+
+    index: int
+    at: str  # "FILE line N"
+    traj: Trajectory | None = None
+    error: RecordError | None = None
+    raw_id: str | None = None
+
+    @property
+    def id(self) -> str | None:
+        return self.traj.id if self.traj is not None else self.raw_id
+
+    @property
+    def line(self) -> int | None:
+        m = _LINE.search(self.at)
+        return int(m.group(1)) if m else None
+
+    @property
+    def where(self) -> str:
+        return self.at if self.traj is None else f"{self.at}, trajectory {self.traj.id!r}"
+
+
+_LINE = re.compile(r" line (\d+)$")
+
+
+def _read_input(path: Path, method: str) -> tuple[list[_Item], str]:
+    """Every record of the input (valid or not, in order) and the sha256 of the file's bytes.
+
+    Records are read as `iter_trajectories` reads them; a duplicate id (after its first) and a
+    missing gold answer are errors of that record too.
+    """
+    data = path.read_bytes()  # hashed and parsed from the same bytes: an edit cannot slip between
+    sha = hashlib.sha256(data).hexdigest()
+    items: list[_Item] = []
+    first_line: dict[str, int | None] = {}
+    for source in read_jsonl(path, data):
+        item = _Item(len(items), source.where)
+        items.append(item)
+        try:
+            item.traj = Trajectory.from_dict(source.value(), source.where)
+        except RecordError as exc:
+            item.error = exc
+            rid = source.raw.get("id") if isinstance(source.raw, dict) else None
+            if isinstance(rid, str | int) and not isinstance(rid, bool):
+                item.raw_id = str(rid)
+            continue
+        tid = item.traj.id
+        if tid in first_line:
+            at = first_line[tid]
+            item.error = RecordError(
+                item.where, "id", f"duplicate id {tid!r}" + (f" (first at line {at})" if at else "")
+            )
+        elif item.traj.gold_answer is None:
+            item.error = RecordError(
+                item.where, "gold_answer", f"missing: {method.upper()} needs the gold answer"
+            )
+        first_line.setdefault(tid, item.line)
+    return items, sha
+
+
+def _plan(
+    input_path: Path,
+    out: Path,
+    cfg: LabelConfig,
+    model_name: str,
+    shard: tuple[int, int],
+    skip_invalid: bool,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> tuple[list[_Item], RunIdentity]:
+    """Check the paths and the input; return this shard's records and the run's identity."""
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard ({i}, {n}): need 0 <= i < n")
+    if not input_path.is_file():
+        raise LabelFileError(f"{input_path}: no such file (the input trajectories)")
+    if out.is_dir():
+        raise LabelFileError(f"{out} is a directory; the output must be a file")
+    if out.exists() and os.path.samefile(out, input_path):
+        raise LabelFileError(f"{out} is the input file; write the labels to a new file")
+    items, sha = _read_input(input_path, cfg.method)
+    if not skip_invalid:
+        bad = next((it for it in items if it.error is not None), None)
+        if bad is not None:
+            raise bad.error  # type: ignore[misc]
+    mine = [it for it in items if it.index % n == i]
+    if not mine:
+        raise LabelFileError(
+            f"shard {i}/{n} selects no record of {input_path} ({len(items)} records)"
+        )
+    identity = RunIdentity(
+        model=model_name,
+        config=cfg.to_dict(),
+        dtype=dtype,
+        device=device,
+        shard=shard,
+        input_name=input_path.name,
+        input_sha256=sha,
+        input_records=len(items),
+    )
+    return mine, identity
+
+
+def _check_existing(
+    out: Path, data: bytes, identity: RunIdentity, items: list[_Item], input_path: Path
+) -> tuple[dict[int, dict[str, Any]], int]:
+    """The records of an output being resumed, by index, and the byte length of its complete
+    lines; LabelFileError unless every line is a record of this run for these input records."""
+    scan = scan_label_file(out, data)
+    if scan.torn:
+        problem = torn_line_problem(scan.torn)
+        if problem is not None:
+            raise LabelFileError(
+                f"{out} line {len(scan.records) + 1}: not a label record ({problem})"
+            )
+    check_one_run(out, scan, identity)
+    by_index = {it.index: it for it in items}
+    done: dict[int, dict[str, Any]] = {}
+    for lineno, record in scan.records:
+        it = by_index.get(record["index"])
+        if it is None or (record["id"] is not None and it.id is not None and record["id"] != it.id):
+            raise LabelFileError(
+                f"{out} line {lineno}: index {record['index']} is {record['id']!r} here but "
+                f"{None if it is None else it.id!r} in {input_path}; label into a new file"
+            )
+        done[record["index"]] = record
+    return done, scan.good_bytes
+
+
+def check_resumable(
+    input_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    cfg: LabelConfig,
+    model_name: str,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    skip_invalid: bool = False,
+) -> None:
+    """What `label_file` checks before it labels, short of the model's dtype and device: usable
+    before loading the model. Raises RecordError or LabelFileError; never touches the output."""
+    input_path, out = Path(input_path), Path(out_path)
+    items, identity = _plan(input_path, out, cfg, model_name, shard, skip_invalid)
+    if out.is_file():
+        _check_existing(out, out.read_bytes(), identity, items, input_path)
+
+
+def _skip_line(it: _Item, exc: RecordError, identity: RunIdentity) -> dict[str, Any]:
+    return {
+        "index": it.index,
+        "id": it.id,
+        "skipped": {"line": it.line, "field": exc.field, "problem": exc.problem},
+        **identity.stamp(),
+    }
+
+
+def label_file(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_name: str,
+    input_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    cfg: LabelConfig,
+    *,
+    resume: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    skip_invalid: bool = False,
+    progress: bool = True,
+    skipped: list[dict[str, Any]] | None = None,
+) -> Costs:
+    """Label every trajectory of `input_path` (of this shard) into `out_path`; return the costs of
+    the whole file (earlier, resumed runs included). See the module docstring for what is checked.
+
+    `skipped`, when given, receives every skipped record of the file (this run's and earlier ones)
+    as ``{"index", "id", "line", "field", "problem"}``.
+    """
+    input_path, out = Path(input_path), Path(out_path)
+    param = next(model.parameters())
+    mine, identity = _plan(
+        input_path,
+        out,
+        cfg,
+        model_name,
+        shard,
+        skip_invalid,
+        dtype=str(param.dtype).removeprefix("torch."),
+        device=str(param.device),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    total = Costs()
+    skips: list[dict[str, Any]] = []
+    with locked_output(out, resume=resume) as (f, _created):
+        done: dict[int, dict[str, Any]] = {}
+        data = f.read()
+        if data:
+            done, good_bytes = _check_existing(out, data, identity, mine, input_path)
+            f.truncate(good_bytes)  # a torn last line; it is redone
+        f.seek(0, os.SEEK_END)
+        for record in done.values():
+            if "skipped" in record:
+                skips.append({"index": record["index"], "id": record["id"], **record["skipped"]})
+            else:
+                total = total + Costs.from_dict(record["costs"])
+        todo = [it for it in mine if it.index not in done]
+        n_params = count_parameters(model)
+        bar = tqdm(todo, desc=f"{cfg.method} labels", unit="traj", disable=not progress)
+        for it in bar:
+            line: dict[str, Any]
+            if it.error is not None:  # only here with skip_invalid
+                line = _skip_line(it, it.error, identity)
+            else:
+                meter = CostMeter(n_params, param.device)
+                traj = it.traj
+                assert traj is not None
+                try:
+                    with meter:
+                        record = label_trajectory(
+                            model, tokenizer, traj, cfg, meter, where=it.where
+                        )
+                        meter.add_items(1, traj.n_steps)
+                except RecordError as exc:
+                    if not skip_invalid:
+                        raise
+                    line = _skip_line(it, exc, identity)
+                else:
+                    line = {
+                        "index": it.index,
+                        **record,
+                        **identity.stamp(),
+                        "costs": meter.costs.to_dict(),
+                    }
+                    total = total + meter.costs
+            f.write(dumps_record(line))
+            f.flush()
+            if "skipped" in line:
+                skips.append({"index": it.index, "id": it.id, **line["skipped"]})
+            bar.set_postfix(steps_per_s=f"{total.steps / max(total.wall_seconds, 1e-9):.1f}")
+    if skips:
+        skips.sort(key=lambda s: s["index"])
+        log.warning(
+            "%s: %d record(s) skipped (skip_invalid): %s",
+            input_path,
+            len(skips),
+            "; ".join(describe_skip(s) for s in skips[:5]) + ("; …" if len(skips) > 5 else ""),
+        )
+    if skipped is not None:
+        skipped.extend(skips)
+    return total
+
+
+def describe_skip(s: dict[str, Any]) -> str:
+    """One skipped record as "line 3 (index 2, id 'x'): field 'gold_answer': missing: …"."""
+    at = f"line {s['line']} (index {s['index']}, " if s.get("line") else f"index {s['index']} ("
+    return f"{at}id {s['id']!r}): field '{s['field']}': {s['problem']}"
+
+
+def iter_label_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every non-blank line; LabelFileError names a line that is not
+    JSON (or holds NaN/Infinity)."""
+    with Path(path).open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, loads_strict(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise LabelFileError(f"{path} line {lineno}: not a label record ({exc})") from None
+
+
+def read_labels(path: str | os.PathLike[str], *, skipped: bool = False) -> list[dict[str, Any]]:
+    """The labeled records of a label file in file order; skipped records too with `skipped`."""
+    return [r for _, r in iter_label_lines(path) if skipped or "skipped" not in r]
+
+
+def total_costs(records: list[dict[str, Any]]) -> Costs:
+    total = Costs()
+    for r in records:
+        if "skipped" not in r:
+            total = total + Costs.from_dict(r["costs"])
+    return total

@@ -1,0 +1,201 @@
+"""Drawing solutions from any loaded causal LM, as trajectories with their answers checked.
+
+Used to build the policy's trajectories (what the labelers label), Best-of-N pools and the default
+LM's accuracy. Generation is batched with left padding and seeded per batch, so a result does not
+depend on what was generated before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from cpmi_lib.core.answers import answers_equivalent
+from cpmi_lib.core.costs import CostMeter
+from cpmi_lib.core.text_format import DEFAULT_TEMPLATE, render_prompt, split_solution
+from cpmi_lib.core.trajectory import Trajectory
+from cpmi_lib.data.world import Problem, graded_trajectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    n: int = 1
+    temperature: float = 0.7  # 0 means greedy decoding
+    max_new_tokens: int = 256
+    batch_size: int = 32
+    seed: int = 0
+    template: str = DEFAULT_TEMPLATE
+
+
+@torch.no_grad()
+def generate_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    cfg: SampleConfig,
+    progress: bool = False,
+    meter: CostMeter | None = None,
+) -> tuple[list[list[str]], int]:
+    """`cfg.n` completions per prompt, and the number of tokens generated in all.
+
+    Batch b is seeded with `cfg.seed + b`; a batch holds whole prompts (all n samples of each).
+    Each prompt is processed once per returned sequence, and the meter counts it so.
+    """
+    if cfg.n < 1:
+        raise ValueError(f"n must be >= 1, got {cfg.n}")
+    greedy = cfg.temperature == 0
+    if greedy and cfg.n > 1:
+        raise ValueError("greedy decoding (temperature 0) gives one solution per prompt; use n=1")
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    per_batch = max(1, cfg.batch_size // cfg.n)
+    outputs: list[list[str]] = []
+    generated = 0
+    device = next(model.parameters()).device
+    batches = range(0, len(prompts), per_batch)
+    for b, start in enumerate(tqdm(batches, desc="sampling", disable=not progress)):
+        encoded = [tokenizer(p).input_ids for p in prompts[start : start + per_batch]]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, ids in enumerate(
+            encoded
+        ):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        torch.manual_seed(cfg.seed + b)
+        out = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            do_sample=not greedy,
+            temperature=None if greedy else cfg.temperature,
+            top_k=None if greedy else 0,
+            top_p=None,
+            num_return_sequences=cfg.n,
+            max_new_tokens=cfg.max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new = out[:, width:].cpu()
+        n_new = int(generated_lengths(new, tokenizer.eos_token_id).sum())
+        generated += n_new
+        if meter is not None:
+            meter.add_generate(sum(len(ids) for ids in encoded) * cfg.n, n_new)
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for i in range(len(encoded)):
+            outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
+    return outputs, generated
+
+
+def generated_lengths(new_tokens: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """Tokens each row really generated: up to and including its first EOS (padding after it)."""
+    width = new_tokens.shape[1]
+    if eos_id is None:
+        return torch.full((new_tokens.shape[0],), width)
+    is_eos = new_tokens == eos_id
+    first = is_eos.int().argmax(dim=1)
+    return torch.where(is_eos.any(dim=1), first + 1, torch.full_like(first, width))
+
+
+def sample_solutions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem | Trajectory],
+    cfg: SampleConfig,
+    progress: bool = True,
+    meter: CostMeter | None = None,
+) -> list[Trajectory]:
+    """`cfg.n` solutions per problem as trajectories, final answers checked against the gold.
+
+    For arithmetic-world problems the steps are graded exactly (`step_labels`, `first_error`);
+    for other problems only the final answer is checked (`metadata["final_correct"]`). A sample
+    with no step at all cannot be a trajectory: it is counted and logged, never silently lost.
+    """
+    prompts = [render_prompt(p.question, cfg.template) for p in problems]
+    texts, _ = generate_texts(model, tokenizer, prompts, cfg, progress=progress, meter=meter)
+    out: list[Trajectory] = []
+    empty = 0
+    for problem, samples in zip(problems, texts, strict=True):
+        for j, text in enumerate(samples):
+            steps, final = split_solution(text)
+            if not steps:
+                empty += 1
+                continue
+            tid = f"{problem.id}-sample-{j}"
+            meta = {"sample": j, "temperature": cfg.temperature, "seed": cfg.seed}
+            if isinstance(problem, Problem):
+                out.append(graded_trajectory(problem, steps, final, tid, **meta))
+            else:
+                gold = problem.gold_answer
+                out.append(
+                    Trajectory(
+                        id=tid,
+                        question=problem.question,
+                        steps=steps,
+                        gold_answer=gold,
+                        final_answer=final,
+                        source=problem.source,
+                        metadata={
+                            **meta,
+                            "problem_id": problem.id,
+                            "final_correct": gold is not None and answers_equivalent(gold, final),
+                        },
+                    )
+                )
+    if empty:
+        log.warning(
+            "%d of %d samples had no step and were not kept as trajectories",
+            empty,
+            sum(len(s) for s in texts),
+        )
+    return out
+
+
+#: The least share of samples with a parsable step before an experiment refuses its samples.
+MIN_PARSED_SHARE = 0.5
+#: Kept samples from which "none states an answer" is taken as a broken prompt or token budget,
+#: not chance: a weak LM at a tight budget leaves most solutions unfinished (SmolLM2-135M in
+#: `real-smoke`, whose parse reports count them), so a handful without one proves nothing.
+MIN_KEPT_FOR_ANSWER_CHECK = 6
+
+
+@dataclass(frozen=True)
+class ParseReport:
+    """How many sampled solutions could be read as trajectories, and why the others could not."""
+
+    samples: int  # solutions sampled
+    kept: int  # with at least one step (trajectories)
+    no_step: int  # dropped: no line before the answer line (or no line at all)
+    no_answer: int  # kept, but no line states a final answer (graded wrong)
+
+    @classmethod
+    def of(
+        cls, n_problems: int, per_problem: int, trajectories: Sequence[Trajectory]
+    ) -> ParseReport:
+        samples = n_problems * per_problem
+        no_answer = sum(t.final_answer is None for t in trajectories)
+        return cls(samples, len(trajectories), samples - len(trajectories), no_answer)
+
+    def refusals(self) -> list[str]:
+        """Why these samples cannot feed an experiment (empty: they can)."""
+        out = []
+        if self.kept < MIN_PARSED_SHARE * self.samples:
+            out.append(
+                f"{self.no_step} of {self.samples} samples have no parsable step (a step is a "
+                f"non-blank line before the answer line; fewer than {MIN_PARSED_SHARE:.0%} kept)"
+            )
+        if self.kept >= MIN_KEPT_FOR_ANSWER_CHECK and self.no_answer == self.kept:
+            out.append(
+                f"none of the {self.kept} kept samples states a final answer (none says 'The "
+                "answer is: ...', '#### ...', 'A: ...' or \\boxed{...}); raise "
+                "max_new_tokens or check the prompt"
+            )
+        return out

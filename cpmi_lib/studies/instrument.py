@@ -1,0 +1,214 @@
+"""The instrument's controls and comparisons on top of the PRM experiment (`prm_experiment`).
+
+- The budget (`Experiment.budget_plan`): the wall-clock time MC (N rollouts) took on the base
+  training set, read from the cost meter of the same run; CPMI gets as many trajectories as fit in
+  that time at the rate it labeled the base set (the base set first, then the extra samples).
+- `budget_comparison`: PRMs from MC labels of the base set, CPMI labels of the base set and of the
+  budget-matched set, and exact truth of both sizes, scored alike (ProcessBench-style F1 with τ
+  from dev, Best-of-N with the aggregation chosen on dev) with exact McNemar tests.
+- `learning_curve`: the truth PRM against the number of training trajectories.
+- `label_quality_within_position`: each label source's (and each PRM's) step AUROC against the
+  exact truth pooled and within step position, so no source gets credit for knowing only where
+  a step is.
+- `headline_entries`: the numbers `results/headline.json` holds, read from those tables.
+
+The PRMs, labels and evaluations behind these tables are the experiment's cached stages; the
+tables themselves are cheap to rebuild from them and are not cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from cpmi_lib.core.trajectory import read_trajectories
+from cpmi_lib.eval.best_of_n import compare
+from cpmi_lib.experiment.stages import BUDGET, Experiment, parse_prm_name
+from cpmi_lib.labeling.label_file import read_labels, total_costs
+from cpmi_lib.labeling.position import cross_fit_scores, position_auroc
+from cpmi_lib.report.headline import Headline, put_entry
+
+#: The PRMs of the equal-budget comparison, in table order.
+BUDGET_PRMS = ("mc", "cpmi", f"cpmi@{BUDGET}", "truth", f"truth@{BUDGET}")
+
+
+def cpmi_seconds(exp: Experiment, n: int) -> float:
+    """Measured CPMI seconds of the first `n` training trajectories (base, then extra)."""
+    records = read_labels(exp.labels("cpmi", "train"))
+    if n > len(records):
+        records += read_labels(exp.labels("cpmi", "extra"))
+    return total_costs(records[:n]).wall_seconds
+
+
+def prm_row(exp: Experiment, name: str) -> dict[str, Any]:
+    """F1 (τ from dev) and Best-of-N at the largest N (aggregation chosen on dev) of one PRM."""
+    pb = exp.processbench(name)["test"]
+    n = max(exp.cfg.bon_ns)
+    method = exp.bon_method(name)
+    bon = exp.best_of_n(name).set_index(["method", "n"]).loc[(method, n)]
+    return {
+        "prm": name,
+        "f1": pb["headline_f1"],
+        "f1_ci": list(pb["headline_ci"]),
+        "bon_method_from_dev": method,
+        f"bon{n}": float(bon["accuracy"]),
+        f"bon{n}_ci": [float(bon["ci_low"]), float(bon["ci_high"])],
+        "bon_problems": int(bon["n_problems"]),
+    }
+
+
+def majority_bon(exp: Experiment) -> float:
+    """Majority vote's Best-of-N accuracy at the largest N (the same for every PRM)."""
+    n = max(exp.cfg.bon_ns)
+    curves = exp.best_of_n(exp.prm_names[0]).set_index(["method", "n"])
+    return float(curves.loc[("majority", n), "accuracy"])
+
+
+def budget_prms(exp: Experiment) -> tuple[str, ...]:
+    """`BUDGET_PRMS` this track can train (truth only where the step truth is known)."""
+    return tuple(n for n in BUDGET_PRMS if exp.track.step_truth or not n.startswith("truth"))
+
+
+def budget_comparison(exp: Experiment, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per PRM of `names` (default: `budget_prms`): trajectories, labeling seconds, F1,
+    Best-of-N."""
+    plan = exp.budget_plan()
+    rows = []
+    for name in budget_prms(exp) if names is None else names:
+        source, size = parse_prm_name(name)
+        n = exp.budget_size() if size == BUDGET else plan["mc_trajectories"]
+        seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
+        rows.append(
+            {"labels": source, "set": size, "trajectories": n, "label_seconds": seconds}
+            | prm_row(exp, name)
+        )
+    return pd.DataFrame(rows)
+
+
+def budget_tests(exp: Experiment) -> dict[str, Any]:
+    """Exact McNemar at the largest N: CPMI at budget vs MC, and CPMI at budget vs CPMI base
+    (each PRM with its own dev-chosen aggregation)."""
+    n = max(exp.cfg.bon_ns)
+    out = {}
+    for a, b in ((f"cpmi@{BUDGET}", "mc"), (f"cpmi@{BUDGET}", "cpmi"), ("cpmi", "mc")):
+        res = compare(exp.best_of_n(a), exp.bon_method(a), exp.best_of_n(b), exp.bon_method(b), n)
+        out[f"{a} vs {b}"] = res.to_dict()
+    return out
+
+
+def learning_curve(exp: Experiment) -> pd.DataFrame:
+    """The truth PRM at each of `curve_sizes` (those below the budget set's size) and at the
+    budget set: F1 and Best-of-N with CIs."""
+    n_budget = exp.budget_size()
+    n_base = exp.budget_plan()["mc_trajectories"]
+    sizes = sorted({n for n in exp.cfg.curve_sizes if n < n_budget})
+    # a size equal to the base set's is the base truth PRM itself: not trained twice
+    names = ["truth" if n == n_base else f"truth@{n}" for n in sizes] + [f"truth@{BUDGET}"]
+    rows = []
+    for n, name in zip([*sizes, n_budget], names, strict=True):
+        rows.append({"trajectories": n} | prm_row(exp, name))
+    return pd.DataFrame(rows)
+
+
+def label_quality_within_position(exp: Experiment, prm_split: str = "dev") -> pd.DataFrame:
+    """Step AUROC against the exact truth, pooled and within step position (average over
+    positions, trajectory-bootstrap CI): the label sources on the base training steps (the
+    position labeler cross-fitted there), and each PRM's step scores on the held-out `prm_split`
+    policy samples."""
+    trajs = read_trajectories(exp.policy_samples("train"))
+    sources = {
+        "cpmi": _field(exp, "cpmi", "cpmi", trajs),
+        "mc": _field(exp, "mc", "value", trajs),
+        "position": cross_fit_scores(trajs, seed=exp.cfg.seed),
+    }
+    rows = []
+    for name, scores in sources.items():
+        res = position_auroc(trajs, scores, seed=exp.cfg.seed)
+        rows.append(_quality_row(f"{name} labels", "train", res))
+    held_out = read_trajectories(exp.policy_samples(prm_split))
+    for name in exp.prm_names:
+        res = position_auroc(held_out, exp.predict(name, held_out), seed=exp.cfg.seed)
+        rows.append(_quality_row(f"{name} PRM", prm_split, res))
+    return pd.DataFrame(rows)
+
+
+def _field(exp: Experiment, labeler: str, field: str, trajs: list) -> list[list[float]]:
+    by_id = {r["id"]: r for r in read_labels(exp.labels(labeler, "train"))}
+    return [[float(s[field]) for s in by_id[t.id]["steps"]] for t in trajs]
+
+
+def _quality_row(name: str, split: str, res: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scores": name,
+        "split": split,
+        "steps": res["n_steps"],
+        "auroc_pooled": res["auroc_pooled"],
+        "auroc_within_position": res["auroc_within_position"],
+        "within_ci": res["ci"],
+        "per_position": {p["stratum"]: p["auroc"] for p in res["per_position"]},
+    }
+
+
+def headline_entries(
+    exp: Experiment, budget: pd.DataFrame, tests: dict[str, Any], quality: pd.DataFrame
+) -> dict[str, Headline]:
+    """The instrument's `results/headline.json` numbers (embedded track), from the tables of
+    `budget_comparison`, `budget_tests` and `label_quality_within_position` (not recomputed); a
+    number that is undefined in this run (e.g. an AUROC where one class is missing) is left out,
+    not faked."""
+    n = max(exp.cfg.bon_ns)
+    out: dict[str, Headline] = {}
+    rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
+    for name, r in rows.items():
+        put_entry(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
+    truth = rows["truth"]
+    put_entry(
+        out,
+        f"truth_prm_bon{n}",
+        truth[f"bon{n}"],
+        tuple(truth[f"bon{n}_ci"]),
+        truth["bon_problems"],
+    )
+    curves = exp.best_of_n("truth").set_index(["method", "n"])
+    for method in ("majority", "random"):
+        r = curves.loc[(method, n)]
+        put_entry(
+            out,
+            f"{method}_bon{n}",
+            float(r["accuracy"]),
+            (float(r["ci_low"]), float(r["ci_high"])),
+            int(r["n_problems"]),
+        )
+    vs = compare(
+        exp.best_of_n("truth"), truth["bon_method_from_dev"], exp.best_of_n("truth"), "majority", n
+    )
+    put_entry(out, "truth_prm_vs_majority_p", vs.p_value, None, truth["bon_problems"])
+    quality = quality.set_index("scores")
+    for source in ("cpmi", "mc", "position"):
+        q = quality.loc[f"{source} labels"]
+        put_entry(out, f"{source}_auroc_vs_truth", q["auroc_pooled"], None, int(q["steps"]))
+    q = quality.loc["cpmi labels"]
+    ci = tuple(q["within_ci"]) if q["within_ci"] is not None else None
+    put_entry(
+        out, "cpmi_auroc_vs_truth_within_position", q["auroc_within_position"], ci, int(q["steps"])
+    )
+    plan = exp.budget_plan()
+    put_entry(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
+    put_entry(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
+    n_budget = exp.budget_size()
+    put_entry(out, "budget_cpmi_trajectories", n_budget, None, n_budget)
+    table = budget.set_index("prm")
+    for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
+        r = table.loc[name]
+        put_entry(out, key, r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
+    test = tests[f"cpmi@{BUDGET} vs mc"]
+    put_entry(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
+    return out
+
+
+def benchmark_items(exp: Experiment, name: str) -> int:
+    """Benchmark items the F1 is computed on."""
+    subsets = exp.processbench(name)["test"]["subsets"]
+    return int(sum(s["n_error"] + s["n_correct"] for s in subsets.values()))
