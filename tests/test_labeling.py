@@ -22,6 +22,7 @@ import torch
 from cpmi_lib.core.costs import Costs
 from cpmi_lib.core.trajectory import RecordError, write_trajectories
 from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.labeling import label_file as labeling
 from cpmi_lib.labeling.cpmi import CPMIConfig
 from cpmi_lib.labeling.label_file import (
     LabelConfig,
@@ -33,7 +34,6 @@ from cpmi_lib.labeling.label_file import (
     total_costs,
     trajectory_seed,
 )
-from cpmi_lib.labeling.label_file import label_file as labeling
 from cpmi_lib.labeling.mc import MCConfig
 from cpmi_lib.labeling.runs import dumps_record
 

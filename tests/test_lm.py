@@ -13,6 +13,7 @@ from huggingface_hub import constants as hf_constants
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from cpmi_lib.lm import load as lm
 from cpmi_lib.lm.load import (
     ModelUnavailableError,
     convert_gguf,
@@ -20,7 +21,6 @@ from cpmi_lib.lm.load import (
     find_smollm2_gguf,
     load_lm,
 )
-from cpmi_lib.lm.load import load as lm
 
 WORDS = ["[UNK]", "</s>", "the", "cat", "sat", "on", "mat", "a", "dog", "ran"]
 HIDDEN, INTER, LAYERS, HEADS, KV_HEADS = 32, 64, 2, 4, 2

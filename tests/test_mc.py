@@ -18,7 +18,7 @@ from cpmi_lib.core.costs import CostMeter
 from cpmi_lib.core.text_format import render_prompt, split_solution
 from cpmi_lib.data.world import build_world
 from cpmi_lib.data.world_tokenizer import build_world_tokenizer
-from cpmi_lib.labeling.label_file import mc
+from cpmi_lib.labeling import mc
 from cpmi_lib.labeling.mc import (
     MCConfig,
     MCResult,
