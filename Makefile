@@ -20,21 +20,21 @@ $(STAMP): pyproject.toml Makefile
 
 reproduce: $(STAMP)
 	$(PY) -m cpmi_lib reproduce
-	$(PY) -m cpmi_lib.grid --preset default
+	$(PY) -m cpmi_lib grid --preset default
 	# results/prm_experiment.{json,md}: the summary the README shows, from the grid's cached stages
 	$(PY) -m cpmi_lib prm-experiment
 
 # Not part of reproduce: the default grid again for seeds 1 and 2 (each retrains both LMs), then
 # results/seeds.{json,md}: every headline number's spread across seeds next to its CI.
 seeds: $(STAMP)
-	$(PY) -m cpmi_lib.seeds
+	$(PY) -m cpmi_lib seeds
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks
+	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks examples
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks
+	$(VENV)/bin/ruff check cpmi_lib tests benchmarks notebooks examples
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_default_lm

@@ -22,11 +22,11 @@ import torch
 from cpmi_lib.core.costs import CostMeter, Costs
 from cpmi_lib.core.text_format import PROMPT_TEMPLATES
 from cpmi_lib.core.trajectory import Trajectory
-from cpmi_lib.data.world import build_world, corrupt
-from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_step_scores
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_errors import corrupt
+from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_trajectory
 from cpmi_lib.labeling.label_file import LabelConfig, label_trajectory
 from cpmi_lib.labeling.mc import MCConfig
-from cpmi_lib.labeling.negatives import negatives_for_trajectory
 from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm
 from cpmi_lib.lm.load import count_parameters, load_lm
 from cpmi_lib.lm.logprob import trie_floor
@@ -57,10 +57,8 @@ def engine_vs_reference(model, tok, trajs: list[Trajectory], m: int, k: int) -> 
             floor = 0
             with meter:
                 for t in trajs:
-                    negs = [n.answer for n in negatives_for_trajectory(t, m)]
-                    cpmi_step_scores(
-                        model, tok, t.question, t.steps, t.gold_answer, negs, cfg, meter=meter
-                    )
+                    negatives, _ = cpmi_trajectory(model, tok, t, cfg, m, meter=meter)
+                    negs = [n.answer for n in negatives]
                     meter.add_items(1, t.n_steps)
                     requests, _ = cpmi_requests(
                         tok, t.question, t.steps, [t.gold_answer, *negs], cfg

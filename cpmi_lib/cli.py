@@ -165,8 +165,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def _check_label_args(args: argparse.Namespace) -> tuple[int, int]:
     """Every argument error of `label`, before the model is loaded; returns the shard."""
     from cpmi_lib.core.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES
-    from cpmi_lib.labeling.label_file import parse_shard
     from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES
+    from cpmi_lib.labeling.runs import parse_shard
 
     try:
         shard = parse_shard(args.shard)
@@ -221,7 +221,8 @@ def _check_device(device: str, dtype: str | None) -> None:
 def _cmd_label(args: argparse.Namespace) -> None:
     from cpmi_lib.core.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES, chat_prompt_template
     from cpmi_lib.labeling.cpmi import CPMIConfig
-    from cpmi_lib.labeling.label_file import LabelConfig, check_resumable, describe_skip, label_file
+    from cpmi_lib.labeling.label_file import LabelConfig, check_resumable, label_file
+    from cpmi_lib.labeling.label_results import describe_skip
     from cpmi_lib.labeling.mc import MCConfig
 
     shard = _check_label_args(args)
@@ -306,7 +307,7 @@ def _cmd_merge(args: argparse.Namespace) -> None:
             if _same_file(p, q):
                 raise UsageError(f"shard file {p} is given twice")
 
-    from cpmi_lib.labeling.label_file import merge_label_files, read_labels, total_costs
+    from cpmi_lib.labeling.label_results import merge_label_files, read_labels, total_costs
 
     out.parent.mkdir(parents=True, exist_ok=True)
     n = merge_label_files(shards, out)
@@ -322,10 +323,11 @@ def _cmd_merge(args: argparse.Namespace) -> None:
 def _cmd_train_prm(args: argparse.Namespace) -> None:
     """Train a PRM from any labeler's file (or the exact truth) on trajectories JSONL."""
     from cpmi_lib.core.trajectory import read_trajectories
-    from cpmi_lib.labeling.label_file import read_labels
+    from cpmi_lib.labeling.label_results import read_labels
     from cpmi_lib.lm.default_lm import ensure_default_lm
-    from cpmi_lib.prm.model import PRMConfig, train_prm
-    from cpmi_lib.prm.targets import SCORE_FIELD, make_target_transform, scores_for_trajectories
+    from cpmi_lib.prm.config import PRMConfig
+    from cpmi_lib.prm.targets import SCORE_FIELD, scores_for_trajectories
+    from cpmi_lib.prm.train import train_prm
 
     field = SCORE_FIELD[args.target]
 
@@ -334,30 +336,20 @@ def _cmd_train_prm(args: argparse.Namespace) -> None:
         records = read_labels(label_path) if field is not None and label_path else []
         if field is not None and not label_path:
             raise SystemExit(f"--target {args.target} needs a labels file")
-        return trajs, scores_for_trajectories(trajs, records, field)
+        return list(zip(trajs, scores_for_trajectories(trajs, records, field), strict=True))
 
-    train_t, train_s = pairs(args.trajectories, args.labels)
-    dev_t, dev_s = pairs(args.dev_trajectories, args.dev_labels)
-    transform = make_target_transform(args.target).fit(train_s)  # train split only
+    train = pairs(args.trajectories, args.labels)
+    dev = pairs(args.dev_trajectories, args.dev_labels)
     cfg = PRMConfig(
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
         pos_weight=args.pos_weight,
         seed=args.seed,
-        target=transform.name,
-        target_params=transform.params(),
+        target=args.target,
     )
     backbone = ensure_default_lm() if args.backbone == "default" else args.backbone
-    result = train_prm(
-        backbone,
-        list(zip(train_t, transform.transform_all(train_s), strict=True)),
-        list(zip(dev_t, transform.transform_all(dev_s), strict=True)),
-        args.out,
-        cfg,
-        transform=transform,
-        progress=True,
-    )
+    result = train_prm(backbone, train, dev, args.out, cfg, progress=True)
     print(
         f"PRM saved to {result.path} ({result.train_seconds:.0f} s, best dev loss "
         f"{result.best_eval_loss})"
@@ -365,41 +357,24 @@ def _cmd_train_prm(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    """ProcessBench-style F1 of a PRM: tau chosen on --dev files, reported on --test files."""
-    from cpmi_lib.core.costs import CostMeter
+    """ProcessBench-style F1 of a PRM: tau chosen on --dev files, reported on --test files, CIs
+    seeded by --seed (`evaluate_prm`)."""
     from cpmi_lib.data.loaders import load_processbench
-    from cpmi_lib.eval.processbench import (
-        choose_threshold,
-        evaluate_processbench,
-        first_errors,
-        oracle_threshold_result,
-    )
+    from cpmi_lib.eval.evaluate import evaluate_prm
     from cpmi_lib.prm.model import load_prm
 
     prm = load_prm(args.prm)
-
-    def scored(paths: list[str]):
-        probs, truth = {}, {}
-        for path in paths:
-            trajs = load_processbench(path)
-            name = Path(path).stem
-            probs[name], truth[name] = prm.predict(trajs), first_errors(trajs)
-        return probs, truth
-
-    meter = CostMeter(device=prm.device)
-    with meter:
-        tau = choose_threshold(*scored(args.dev))
-        test = scored(args.test)
+    dev = {Path(p).stem: load_processbench(p) for p in args.dev}
+    test = {Path(p).stem: load_processbench(p) for p in args.test}
+    evaluation = evaluate_prm(prm, dev, test, seed=args.seed)
     result = {
         "prm": args.prm,
         "config": json.loads((Path(args.prm) / "prm.json").read_text())["config"],
-        "costs": meter.costs.to_dict(),
-        "threshold_from_dev": tau,
-        "test": evaluate_processbench(*test, tau).to_dict(),
-        "test_oracle": oracle_threshold_result(*test).to_dict(),
+        "costs": evaluation.costs.to_dict(),
+        **evaluation.to_dict(),
     }
     Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
-    t = result["test"]
+    t, tau = result["test"], evaluation.threshold_from_dev
     print(
         f"F1 {t['headline_f1']:.3f} (95% CI {t['headline_ci'][0]:.3f}-{t['headline_ci'][1]:.3f})"
         f" at tau {tau:.2f} chosen on dev; written to {args.out}"
@@ -409,12 +384,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_prm_experiment(args: argparse.Namespace) -> None:
     from cpmi_lib.experiment.presets import RESULT_ROOTS, experiment_config
     from cpmi_lib.experiment.summary import run_experiment
+    from cpmi_lib.studies.label_quality import label_quality
 
     cfg = experiment_config(args.preset)
     sizes = {"train_problems": args.train_problems, "bon_problems": args.bon_problems}
     cfg = replace(cfg, **{k: v for k, v in sizes.items() if v is not None})
     out = RESULT_ROOTS[args.preset] / "results" / "prm_experiment.json"
-    summary = run_experiment(cfg, out=out)
+    summary = run_experiment(cfg, out=out, label_quality=label_quality)
     for name, r in summary["processbench"].items():
         t = r["test"]
         lo, hi = t["headline_ci"]
@@ -436,6 +412,18 @@ def _cmd_workload(args: argparse.Namespace) -> None:
     print(f"an upper-bound estimate at {args.decode_step_s} s per decode step{assumed}")
 
 
+def _cmd_grid(args: argparse.Namespace) -> None:
+    from cpmi_lib import grid
+
+    grid.run_cli(args, "python -m cpmi_lib grid")
+
+
+def _cmd_seeds(args: argparse.Namespace) -> None:
+    from cpmi_lib import seeds
+
+    seeds.run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cpmi_lib.experiment.presets import PRESET_NAMES
     from cpmi_lib.lm.default_lm import DEFAULT_CACHE
@@ -446,6 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="build the world, train/load the default LM, report it")
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.set_defaults(func=_cmd_reproduce)
+
+    from cpmi_lib import grid, seeds
+
+    p = sub.add_parser(
+        "grid",
+        help="run a preset's notebook grid: results/, figures/ (make reproduce: --preset default)",
+        description=grid.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grid.add_arguments(p)
+    p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser(
+        "seeds",
+        help="rerun the headline notebooks with other seeds; their spread next to the CIs",
+        description=seeds.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    seeds.add_arguments(p)
+    p.set_defaults(func=_cmd_seeds)
 
     p = sub.add_parser("build-world", help="generate the arithmetic world into a directory")
     p.add_argument("--out", required=True)
@@ -542,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", nargs="+", required=True, help="files to choose the threshold on")
     p.add_argument("--test", nargs="+", required=True, help="files to report on (one per subset)")
     p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap CIs")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

@@ -3,22 +3,25 @@
 The committed CIs resample problems; they do not cover the training of the models. This reruns
 the notebooks that record headline numbers (`HEADLINE_NOTEBOOKS`) with other seeds of everything
 trained or sampled (world LM, PRM backbone LM, policy samples, PRMs; the world, its problems and
-benchmarks stay the same), each into its own folder (`presets.RESULT_ROOTS`), and sets every
+benchmarks stay the same), each into its preset's folder (`Preset.root`), and sets every
 `results/headline.json` number of the committed run (seed 0) next to its spread across seeds:
 mean, standard deviation, min, max, and how many seeds fall inside the committed CI.
 
-Run: ``python -m cpmi_lib.seeds`` (or ``make seeds``; not part of ``make reproduce``: each seed
+Run: ``python -m cpmi_lib seeds`` (or ``make seeds``; not part of ``make reproduce``: each seed
 retrains both LMs and relabels, nearly as long as ``make reproduce`` itself). ``--no-run`` only
-aggregates the folders already there. Writes ``results/seeds.{json,md}``.
+aggregates the folders already there. Writes ``results/seeds.{json,md}``. ``python -m
+cpmi_lib.seeds`` is the same command under its old name.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import statistics
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from cpmi_lib.core.paths import REPO
-from cpmi_lib.experiment.presets import RESULT_ROOTS, SEED_PRESETS
+from cpmi_lib.experiment.presets import PRESETS, SEED_PRESETS
 from cpmi_lib.report.headline import FILENAME, Headline, read_headline
 
 #: The notebooks that record `results/headline.json` numbers: a seed runs only these (they train
@@ -107,22 +110,51 @@ def aggregate(committed_root: Path, seed_roots: Mapping[int, Path], out_dir: Pat
     return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cpmi_lib.seeds", description=__doc__)
-    parser.add_argument("--presets", nargs="+", default=list(SEED_PRESETS), choices=SEED_PRESETS)
-    parser.add_argument("--no-run", action="store_true", help="only aggregate existing folders")
-    args = parser.parse_args(argv)
-    if not args.no_run:
+def check_seeds(presets: Sequence[str] = SEED_PRESETS, run: bool = True) -> pd.DataFrame:
+    """The `seeds` command: rerun the headline notebooks of each seed preset (unless not `run`),
+    set the committed headline numbers next to theirs in ``results/seeds.{json,md}``, and
+    rewrite ``results/README.md`` (it says which claims survive); return the table."""
+    unknown = [p for p in presets if p not in SEED_PRESETS]
+    if unknown:
+        raise ValueError(f"not seed presets: {unknown}; known: {SEED_PRESETS}")
+    if run:
         from cpmi_lib.grid import run_grid
 
-        for preset in args.presets:
-            run_grid(preset, RESULT_ROOTS[preset], only=list(HEADLINE_NOTEBOOKS))
-    roots = {int(p.rsplit("seed", 1)[1]): RESULT_ROOTS[p] for p in args.presets}
-    aggregate(REPO, roots, REPO / "results")
+        for name in presets:
+            run_grid(name, PRESETS[name].root, only=list(HEADLINE_NOTEBOOKS))
+    roots = {PRESETS[name].seed: PRESETS[name].root for name in presets}
+    table = aggregate(REPO, roots, REPO / "results")
     from cpmi_lib.report.results_readme import write_results_readme
 
     write_results_readme(REPO / "results", REPO / "figures", "default")  # + which claims survive
+    return table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `seeds` command's options, shared by ``python -m cpmi_lib seeds`` and the old name."""
+    parser.add_argument("--presets", nargs="+", default=list(SEED_PRESETS), choices=SEED_PRESETS)
+    parser.add_argument("--no-run", action="store_true", help="only aggregate existing folders")
+
+
+def run_cli(args: argparse.Namespace) -> None:
+    """Run `check_seeds` from parsed `add_arguments` options and print the spread table; a
+    failing notebook is one line on stderr and exit code 1, without a traceback."""
+    from cpmi_lib.grid import GridError
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines
+    try:
+        check_seeds(args.presets, run=not args.no_run)
+    except GridError as exc:
+        print(f"seeds failed: {exc}", file=sys.stderr)
+        sys.exit(1)
     print((REPO / "results" / "seeds.md").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cpmi_lib.seeds``: the old name of ``python -m cpmi_lib seeds``."""
+    parser = argparse.ArgumentParser(prog="python -m cpmi_lib.seeds", description=__doc__)
+    add_arguments(parser)
+    run_cli(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -23,50 +23,15 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-import pandas as pd
-
-from cpmi_lib.core.trajectory import read_trajectories
 from cpmi_lib.experiment.presets import experiment_config
 from cpmi_lib.experiment.stages import Experiment
 from cpmi_lib.report.tables import save_table
+from cpmi_lib.studies.data_stats import data_table
 
 exp = Experiment(experiment_config(preset))
 exp.track.describe()
 
 # %%
-rows = []
-for name, path in [
-    ("policy train", exp.policy_samples("train")),
-    ("policy dev", exp.policy_samples("dev")),
-    ("Best-of-N pool (test)", exp.bon_pool()),
-]:
-    trajs = read_trajectories(path)
-    rows.append(
-        {
-            "set": name,
-            "trajectories": len(trajs),
-            "problems": len({t.metadata["problem_id"] for t in trajs}),
-            "mean steps": sum(t.n_steps for t in trajs) / len(trajs),
-            "final answer right": sum(t.metadata["final_correct"] for t in trajs) / len(trajs),
-            "every step right": (
-                sum(t.first_error == -1 for t in trajs) / len(trajs)
-                if exp.track.step_truth
-                else None
-            ),
-        }
-    )
-for split in ("dev", "test"):
-    for subset, items in exp.track.benchmark(split).items():
-        rows.append(
-            {
-                "set": f"benchmark {split}/{subset}",
-                "trajectories": len(items),
-                "problems": len(items),
-                "mean steps": sum(t.n_steps for t in items) / len(items),
-                "final answer right": sum(t.first_error == -1 for t in items) / len(items),
-                "every step right": sum(t.first_error == -1 for t in items) / len(items),
-            }
-        )
-data = pd.DataFrame(rows)
+data = data_table(exp)
 save_table(data, "data", results_dir)
 data

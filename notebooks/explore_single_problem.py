@@ -33,18 +33,20 @@ gold = None
 n_negatives = 4
 
 # %%
+from cpmi_lib.experiment.config import CONFIGURED
 from cpmi_lib.experiment.presets import experiment_config, labeler_axis
 from cpmi_lib.experiment.stages import Experiment
 from cpmi_lib.labeling.negatives import hard_negatives
 from cpmi_lib.report.plots import lp_along_steps_by_labeler, save_figure
 from cpmi_lib.report.tables import save_table
-from cpmi_lib.studies.labeler_axis import CONFIGURED, explore_problem
+from cpmi_lib.studies.explore import example, truly_right
+from cpmi_lib.studies.labeler_axis import explore_problem
 
 exp = Experiment(experiment_config(preset))
 axis = {x.name: x for x in labeler_axis(preset)} if exp.track.step_truth else {}
 first_error = None
 if question is None:
-    t = exp.example(problem_index, problem_id)
+    t = example(exp, problem_index, problem_id)
     question, steps, gold, first_error = t.question, t.steps, t.gold_answer, t.first_error
 negatives = [n.answer for n in hard_negatives(question, steps, gold, n_negatives)]
 print(question, "\nnegatives:", negatives)
@@ -52,10 +54,7 @@ print(question, "\nnegatives:", negatives)
 # %%
 chosen = [axis[name] for name in labelers] if axis else [CONFIGURED]  # hub: as configured
 table, curves = explore_problem(exp.cfg, chosen, question, steps, gold, negatives, variant)
-table["truly right"] = [
-    None if first_error is None else (first_error == -1 or i < first_error)
-    for i in range(len(steps))
-]
+table["truly right"] = truly_right(first_error, len(steps))
 save_table(table, "explore_single_problem", results_dir)
 table.style.background_gradient(subset=[c for c in table if c.startswith("CPMI")], cmap="RdYlGn")
 

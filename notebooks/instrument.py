@@ -24,9 +24,6 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from cpmi_lib.experiment.presets import experiment_config
@@ -35,13 +32,12 @@ from cpmi_lib.report.headline import record_headline
 from cpmi_lib.report.plots import budget_figure, data_curve, save_figure, within_position_bars
 from cpmi_lib.report.tables import save_table
 from cpmi_lib.studies import instrument
+from cpmi_lib.studies.budget import save_budget_plan
 
 exp = Experiment(experiment_config(preset))
 n = max(exp.cfg.bon_ns)
 bon = f"bon{n}"
-plan = exp.budget_plan()
-Path(results_dir).mkdir(parents=True, exist_ok=True)
-(Path(results_dir) / "budget_plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+plan = save_budget_plan(exp, results_dir)
 majority = instrument.majority_bon(exp)
 plan
 

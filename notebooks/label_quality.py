@@ -24,15 +24,15 @@ results_dir = "../results"
 figures_dir = "../figures"
 
 # %%
-from cpmi_lib.core.stats import roc_curve_points
 from cpmi_lib.experiment.presets import experiment_config
 from cpmi_lib.experiment.stages import Experiment
 from cpmi_lib.report.plots import cpmi_vs_mc_scatter, roc_curves, save_figure
 from cpmi_lib.report.tables import label_quality_table, save_table
+from cpmi_lib.studies.label_quality import label_quality, roc_data, step_scores
 
 exp = Experiment(experiment_config(preset))
-steps = exp.step_scores("train")
-quality = exp.label_quality()
+steps = step_scores(exp, "train")
+quality = label_quality(exp)
 reference = quality["reference"]
 
 # %%
@@ -41,12 +41,8 @@ save_table(table, "label_quality", results_dir)
 table
 
 # %%
-scored = [k for k in ("cpmi", "mc") if quality[f"auroc_{k}"]["auroc"] is not None]
-if steps["reference"].nunique() == 2:
-    curves = {}
-    for key in scored:
-        fpr, tpr = roc_curve_points(steps[key], steps["reference"])
-        curves[key] = (fpr, tpr, quality[f"auroc_{key}"]["auroc"])
+curves = roc_data(steps, quality)
+if curves:  # none when the reference has one class only
     save_figure(roc_curves(curves), "label_quality_roc", figures_dir)
 
 # %%

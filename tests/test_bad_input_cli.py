@@ -17,9 +17,11 @@ import pytest
 import torch
 
 from cpmi_lib import cli
-from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.labeling.cpmi import CPMIConfig
-from cpmi_lib.labeling.label_file import LabelConfig, label_file, read_labels
+from cpmi_lib.labeling.label_file import LabelConfig, label_file
+from cpmi_lib.labeling.label_results import read_labels
 from cpmi_lib.labeling.mc import MCConfig
 
 PROG = "python -m cpmi_lib label"

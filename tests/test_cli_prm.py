@@ -7,8 +7,9 @@ import random
 
 from cpmi_lib.cli import main
 from cpmi_lib.core.trajectory import write_trajectories
-from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.data.world import build_world
 from cpmi_lib.data.world_data import WorldSpec, build_world_files
+from cpmi_lib.data.world_errors import corrupt
 
 
 def test_train_prm_then_evaluate(tiny_world, tiny_lm_dir, tmp_path, capsys):

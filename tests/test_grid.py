@@ -4,24 +4,32 @@ notebook and the cell."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 
 import pandas as pd
 import pytest
 
-from cpmi_lib import grid
+from cpmi_lib import cli, grid
 from cpmi_lib.experiment.config import workload
+from cpmi_lib.experiment.hub_spec import EMBEDDED
 from cpmi_lib.experiment.presets import (
     COMMON_PARAMETERS,
     MATH_SHEPHERD,
     PRESET_NAMES,
     PRESETS,
     RESULT_ROOTS,
+    SEED_PRESETS,
+    NotebookRun,
+    Preset,
     experiment_config,
+    labeler_axis,
+    with_params,
 )
-from cpmi_lib.experiment.tracks import EMBEDDED
 from cpmi_lib.lm.load import _looks_like_hub_id
+from cpmi_lib.report.claims import undeclared
 from cpmi_lib.report.headline import read_headline
 
 EXPECTED_TABLES = {
@@ -80,13 +88,93 @@ EXPECTED_FIGURES = {
 }
 
 
+#: Pinned before presets became `Preset` records (the if-chain and dicts of notebook parameters):
+#: per preset, `ExperimentConfig.key()` (a hash of its `to_dict`, so of every cache key), a hash
+#: of its notebooks and their parameters in order, and one of its labeler axis. Nothing measured
+#: may move: a change here moves cached stages and must regenerate the committed results.
+PINNED = {
+    "smoke": ("2192cae66fce", "db04e157e7c1", "1d2a27341110"),
+    "default": ("a98f37190d29", "2aa122e8e7b9", "4aee3bfa8840"),
+    "paper-smoke": ("617272834351", "f62f23403143", "1d2a27341110"),
+    "real-smoke": ("47f86390f3e3", "f62f23403143", "4aee3bfa8840"),
+    "paper": ("b36a433f1068", "bada18e3f228", "4aee3bfa8840"),
+    "paper-mini": ("3c4e1d944242", "bada18e3f228", "4aee3bfa8840"),
+    "default-seed1": ("5feecae0a5ea", "2aa122e8e7b9", "d31c23188b90"),
+    # the axis of seed 2 is refused: its `continued` LM's seed 2 is the seeded policy's own
+    # (`ContinuedLMConfig` refuses to replay an ancestor's training problems)
+    "default-seed2": ("ac5ecbef9266", "2aa122e8e7b9", None),
+}
+#: The dependency order of the notebooks (the order of the old `PRESETS["default"]` dict).
+ORDER = (
+    "build_data",
+    "explore_single_problem",
+    "label_cost",
+    "label_quality",
+    "train_prm",
+    "processbench",
+    "best_of_n",
+    "instrument",
+    "labelers",
+    "ablations",
+    "real_gsm8k_verifier",
+)
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _axis_digest(name: str) -> str | None:
+    try:
+        axis = labeler_axis(name)
+    except ValueError:
+        return None
+    return _digest([[x.name, x.lm and x.lm.to_dict(), x.about] for x in axis])
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_presets_measure_what_they_measured_before_they_were_typed(name):
+    p = PRESETS[name]
+    runs = [[run.name, dict(run.params)] for run in p.notebooks]
+    assert (p.config.key(), _digest(runs), _axis_digest(name)) == PINNED[name]
+    assert experiment_config(name) is p.config and p.root == RESULT_ROOTS[name]
+    assert tuple(run.name for run in p.notebooks) == ORDER == grid.NOTEBOOKS
+
+
+def test_preset_names_roots_and_seeds_are_fields_of_the_records():
+    assert PRESET_NAMES == tuple(PINNED) and set(RESULT_ROOTS) == set(PINNED)
+    assert SEED_PRESETS == ("default-seed1", "default-seed2")
+    assert [PRESETS[n].seed for n in SEED_PRESETS] == [1, 2]
+    assert all(p.seed == p.config.seed == 0 for n, p in PRESETS.items() if n not in SEED_PRESETS)
+    assert len({p.root for p in PRESETS.values()}) == len(PRESETS)  # no run overwrites another
+
+
+def test_a_preset_is_read_only_and_refuses_an_inconsistent_record():
+    default = PRESETS["default"]
+    with pytest.raises(FrozenInstanceError):
+        default.seed = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        default.notebook("labelers").params["skill_problems"] = 1  # type: ignore[index]
+    with pytest.raises(ValueError, match="config.seed is 0"):
+        replace(default, seed=1)
+    twice = (*default.notebooks, NotebookRun("build_data"))
+    with pytest.raises(ValueError, match="runs a notebook twice"):
+        Preset("x", "", default.config, twice, default.root)
+    with pytest.raises(ValueError, match="no notebook 'nope'"):
+        default.notebook("nope")
+    with pytest.raises(ValueError, match="no such notebook"):
+        with_params(default.notebooks, nope={})
+    changed = with_params(default.notebooks, ablations={"n_trajectories": 1})
+    assert [r.name for r in changed] == list(ORDER) and changed[9].params == {"n_trajectories": 1}
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_notebook_declares_the_parameters_its_preset_passes(preset):
-    assert set(PRESETS[preset]) == set(grid.NOTEBOOKS)
-    for name, params in PRESETS[preset].items():
-        declared = grid.declared_parameters(name)
-        missing = (set(params) | set(COMMON_PARAMETERS)) - declared
-        assert not missing, f"{name} does not declare {missing}"
+    assert [run.name for run in PRESETS[preset].notebooks] == list(grid.NOTEBOOKS)
+    for run in PRESETS[preset].notebooks:
+        declared = grid.declared_parameters(run.name)
+        missing = (set(run.params) | set(COMMON_PARAMETERS)) - declared
+        assert not missing, f"{run.name} does not declare {missing}"
 
 
 def test_presets_build_valid_experiments():
@@ -179,6 +267,7 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch, smollm2
         headline
     )
     assert {"real_gsm8k_bo4_cpmi", "real_gsm8k_bo4_majority", "real_gsm8k_pass4"} <= set(headline)
+    assert undeclared(headline) == []  # every name the smoke grid records is a declared claim
 
     # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas
     paper = tmp_path / "paper-smoke"
@@ -196,22 +285,49 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch, smollm2
     assert data.loc[data["set"] == "policy train", "every step right"].isna().all()
     readme = (paper / "results" / "README.md").read_text()
     assert "vs MC hard label" in readme and "exact truth" not in readme
+    assert undeclared(read_headline(paper / "results" / "headline.json")) == []
 
 
-def test_a_failing_notebook_names_itself_and_its_cell(tmp_path, monkeypatch):
+def test_a_failing_notebook_names_itself_and_its_cell(tmp_path, monkeypatch, capfd):
+    """...through both names of the command; the kernels run over IPC, so none warns that TCP is
+    unencrypted (its warning reaches the grid's stderr)."""
     (tmp_path / "broken.py").write_text(
         '# %% tags=["parameters"]\npreset = "smoke"\nresults_dir = ""\nfigures_dir = ""\n\n'
         "# %%\nx = 1\n\n# %%\nraise ValueError('boom')\n"
     )
     monkeypatch.setattr(grid, "NOTEBOOK_DIR", tmp_path)
-    monkeypatch.setitem(grid.PRESETS["smoke"], "broken", {})
+    smoke = PRESETS["smoke"]
+    broken = replace(smoke, notebooks=(*smoke.notebooks, NotebookRun("broken")))
+    monkeypatch.setitem(grid.PRESETS, "smoke", broken)
     with pytest.raises(
         grid.GridError, match=r"notebook 'broken' failed in cell 4 \(ValueError: boom"
     ):
         grid.run_grid("smoke", tmp_path, only=["broken"])
+    for main, argv in ((grid.main, []), (cli.main, ["grid"])):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--preset", "smoke", "--root", str(tmp_path), "--only", "broken"])
+        assert exc.value.code == 1
+    err = capfd.readouterr().err
+    assert err.count("grid failed: notebook 'broken' failed in cell 4") == 2
+    assert "without encryption" not in err and not list(tmp_path.glob("kernel*"))
+
+
+def test_grid_and_seeds_are_subcommands_with_the_old_options(capsys):
+    for command, options in (
+        ("grid", ("--preset", "--root", "--only", "--compare")),
+        ("seeds", ("--presets", "--no-run")),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([command, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: python -m cpmi_lib {command}")
+        assert all(option in out for option in options)
     with pytest.raises(SystemExit) as exc:
-        grid.main(["--preset", "smoke", "--root", str(tmp_path), "--only", "broken"])
-    assert exc.value.code == 1
+        cli.main(["grid", "--preset", "smoke", "--compare"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m cpmi_lib grid: error: --compare needs --root DIR")
 
 
 def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(

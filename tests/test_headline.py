@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -258,7 +259,7 @@ def committed_root(tmp_path, monkeypatch, calls):
     RERUN into its root (no notebook runs)."""
     root = tmp_path / "committed"
     _write(root / "results" / "headline.json", COMMITTED)
-    monkeypatch.setitem(grid.RESULT_ROOTS, "smoke", root)
+    monkeypatch.setitem(grid.PRESETS, "smoke", replace(grid.PRESETS["smoke"], root=root))
 
     def fake_run_grid(preset, root, only=None):
         calls.append((preset, Path(root), only))

@@ -14,9 +14,10 @@ from cpmi_lib.core.trajectory import read_trajectories
 from cpmi_lib.data.world import build_world
 from cpmi_lib.data.world_data import WorldSpec
 from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.experiment.config import CONFIGURED, Labeler, default_axis
 from cpmi_lib.experiment.stages import Experiment, ExperimentConfig
 from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_step_scores
-from cpmi_lib.labeling.label_file import read_labels
+from cpmi_lib.labeling.label_results import read_labels
 from cpmi_lib.labeling.mc import MCConfig
 from cpmi_lib.lm.default_lm import (
     ContinuedLMConfig,
@@ -27,7 +28,7 @@ from cpmi_lib.lm.default_lm import (
     training_text_ids,
 )
 from cpmi_lib.lm.logprob import ScoreRequest, reference_logprobs
-from cpmi_lib.prm.model import PRMConfig
+from cpmi_lib.prm.config import PRMConfig
 from cpmi_lib.studies import labeler_axis
 from cpmi_lib.studies import labeler_skill as labelers
 
@@ -220,9 +221,9 @@ def test_chosen_setting_is_its_own_labeling_setup_and_the_configured_one_is_reus
     base_cfg, cfg, cache = labeler_experiment
     monkeypatch.setenv("CPMI_CACHE", str(cache))
     own = {"chosen": {"variant": base_cfg.cpmi.variant, "M": base_cfg.n_negatives}}
-    same = labeler_axis.chosen_experiment(base_cfg, labeler_axis.CONFIGURED, own)
+    same = labeler_axis.chosen_experiment(base_cfg, CONFIGURED, own)
     assert same.cfg == base_cfg and same.dir == Experiment(base_cfg).dir
-    labeler = labeler_axis.Labeler("anticipating", cfg.labeler, "test")
+    labeler = Labeler("anticipating", cfg.labeler, "test")
     other = labeler_axis.chosen_experiment(
         base_cfg, labeler, {"chosen": {"variant": "cumulative", "M": 1}}
     )
@@ -236,7 +237,7 @@ def test_explore_problem_shows_each_labeler_with_the_engine_values(labeler_exper
     monkeypatch.setenv("CPMI_CACHE", str(cache))
     t = read_trajectories(Experiment(base_cfg).policy_samples("train"))[0]
     negatives = ["12345", "7"]
-    chosen = [labeler_axis.CONFIGURED, labeler_axis.Labeler("anticipating", cfg.labeler, "test")]
+    chosen = [CONFIGURED, Labeler("anticipating", cfg.labeler, "test")]
     table, curves = labeler_axis.explore_problem(
         base_cfg, chosen, t.question, t.steps, t.gold_answer, negatives, "cumulative"
     )
@@ -253,7 +254,7 @@ def test_explore_problem_shows_each_labeler_with_the_engine_values(labeler_exper
 
 def test_default_axis_isolates_anticipation(tiny_lm_config):
     prm_lm = ContinuedLMConfig(parent=tiny_lm_config, seed=1)
-    axis = {x.name: x for x in labeler_axis.default_axis(tiny_lm_config, prm_lm, steps=10)}
+    axis = {x.name: x for x in default_axis(tiny_lm_config, prm_lm, steps=10)}
     assert list(axis) == ["policy", "continued", "anticipate", "anticipate_long"]
     assert axis["policy"].lm is None
     control, anticipate = axis["continued"].lm, axis["anticipate"].lm
@@ -361,7 +362,8 @@ def test_setting_and_best_labeler_are_chosen_on_dev():
 
 
 def test_hub_labeler_is_named_apart_from_the_policy():
-    from cpmi_lib.experiment.tracks import HubSpec, make_track
+    from cpmi_lib.experiment.hub_spec import HubSpec
+    from cpmi_lib.experiment.tracks import make_track
 
     spec = HubSpec(model="org/policy", prm_backbone="org/prm", labeler="org/labeler")
     track = make_track(spec, WorldSpec(), LMTrainConfig(), cache="/nonexistent")

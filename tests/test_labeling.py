@@ -21,21 +21,14 @@ import torch
 
 from cpmi_lib.core.costs import Costs
 from cpmi_lib.core.trajectory import RecordError, write_trajectories
-from cpmi_lib.data.world import build_world, corrupt
-from cpmi_lib.labeling import label_file as labeling
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_errors import corrupt
+from cpmi_lib.labeling import cpmi as cpmi_module
 from cpmi_lib.labeling.cpmi import CPMIConfig
-from cpmi_lib.labeling.label_file import (
-    LabelConfig,
-    LabelFileError,
-    label_file,
-    merge_label_files,
-    parse_shard,
-    read_labels,
-    total_costs,
-    trajectory_seed,
-)
+from cpmi_lib.labeling.label_file import LabelConfig, label_file, trajectory_seed
+from cpmi_lib.labeling.label_results import merge_label_files, read_labels, total_costs
 from cpmi_lib.labeling.mc import MCConfig
-from cpmi_lib.labeling.runs import dumps_record
+from cpmi_lib.labeling.runs import LabelFileError, dumps_record, parse_shard
 
 REPO = Path(__file__).resolve().parents[1]
 CPMI = LabelConfig(method="cpmi", cpmi=CPMIConfig(variant="cumulative"), n_negatives=2)
@@ -527,7 +520,7 @@ def test_a_non_finite_score_is_a_record_error_and_never_written(
     model, tok = lm
     inp = write_input(tmp_path / "in.jsonl", 4)
     second = json.loads(inp.read_text().splitlines()[1])["id"]
-    real = labeling.cpmi_step_scores
+    real = cpmi_module.cpmi_step_scores  # what `label_trajectory` scores with
 
     def scores(model, tok, question, steps, *args, **kw):
         out = real(model, tok, question, steps, *args, **kw)
@@ -536,7 +529,7 @@ def test_a_non_finite_score_is_a_record_error_and_never_written(
         return out
 
     second_steps = json.loads(inp.read_text().splitlines()[1])["steps"]
-    monkeypatch.setattr(labeling, "cpmi_step_scores", scores)
+    monkeypatch.setattr(cpmi_module, "cpmi_step_scores", scores)
     out = tmp_path / "out.jsonl"
     with pytest.raises(
         RecordError,

@@ -13,12 +13,14 @@ import pytest
 
 from cpmi_lib.core.trajectory import RecordError
 from cpmi_lib.data.loaders import (
-    DatasetUnavailableError,
-    UnknownSplitError,
     load_gsm8k_model_solutions,
     load_gsm8k_problems,
     load_math_shepherd,
     load_processbench,
+)
+from cpmi_lib.data.rows import (
+    DatasetUnavailableError,
+    UnknownSplitError,
     load_rows,
     local_split_files,
 )

@@ -16,7 +16,8 @@ import torch
 from cpmi_lib.core.answers import answers_equivalent
 from cpmi_lib.core.costs import CostMeter
 from cpmi_lib.core.trajectory import RecordError, Trajectory
-from cpmi_lib.data.world import WorldConfig, build_world, corrupt
+from cpmi_lib.data.world import WorldConfig, build_world
+from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.labeling.negatives import (
     NEGATIVE_SOURCES,
     Negative,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cpmi_lib.core.stats import (
+from cpmi_lib.core.intervals import Resampling
+from cpmi_lib.core.roc import (
     _pair_tables,
     _stratified_inputs,
     _weighted_u,
@@ -125,10 +126,11 @@ def test_cluster_bootstrap_contains_estimate_and_is_reproducible():
     strata = position_strata(trajs)
     scores = np.asarray(truth, dtype=float) + rng.normal(0, 1.0, len(truth))
     point = stratified_auroc(scores, truth, strata).auroc
-    ci = stratified_auroc_ci(scores, truth, strata, _ids(trajs), n_resamples=500, seed=7)
+    opts = Resampling(n_resamples=500, seed=7)
+    ci = stratified_auroc_ci(scores, truth, strata, _ids(trajs), opts)
     assert ci[0] < point < ci[1]
-    assert ci == stratified_auroc_ci(scores, truth, strata, _ids(trajs), n_resamples=500, seed=7)
-    assert ci != stratified_auroc_ci(scores, truth, strata, _ids(trajs), n_resamples=500, seed=8)
+    assert ci == stratified_auroc_ci(scores, truth, strata, _ids(trajs), opts)
+    assert ci != stratified_auroc_ci(scores, truth, strata, _ids(trajs), Resampling(500, seed=8))
 
 
 def test_cluster_bootstrap_resamples_trajectories_not_steps():
@@ -140,12 +142,11 @@ def test_cluster_bootstrap_resamples_trajectories_not_steps():
     strata = position_strata(trajs)
     ids = _ids(trajs)
     scores = list(np.asarray(truth, dtype=float) + rng.normal(0, 1.0, len(truth)))
-    ci = stratified_auroc_ci(scores, truth, strata, ids, n_resamples=300, seed=0)
-    ci2 = stratified_auroc_ci(scores * 2, truth * 2, strata * 2, ids * 2, n_resamples=300, seed=0)
+    opts = Resampling(n_resamples=300, seed=0)
+    ci = stratified_auroc_ci(scores, truth, strata, ids, opts)
+    ci2 = stratified_auroc_ci(scores * 2, truth * 2, strata * 2, ids * 2, opts)
     assert ci2 == pytest.approx(ci, abs=1e-12)
-    steps = stratified_auroc_ci(
-        scores * 2, truth * 2, strata * 2, list(range(2 * len(ids))), n_resamples=300, seed=0
-    )
+    steps = stratified_auroc_ci(scores * 2, truth * 2, strata * 2, list(range(2 * len(ids))), opts)
     assert steps[1] - steps[0] < 0.8 * (ci[1] - ci[0])
 
 

@@ -15,28 +15,28 @@ from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausa
 
 from cpmi_lib.core.text_format import DEFAULT_TEMPLATE, STEP_SEPARATOR, render_prompt
 from cpmi_lib.core.trajectory import RecordError, Trajectory
-from cpmi_lib.data.world import build_world, corrupt
+from cpmi_lib.data.world import build_world
+from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.prm.config import PRMConfig
+from cpmi_lib.prm.encoding import (
+    IGNORE_INDEX,
+    PRMCollator,
+    build_prm_features,
+    encode_for_prm,
+    step_spans,
+)
 from cpmi_lib.prm.features import StepHead, step_features
 from cpmi_lib.prm.model import (
     BACKBONE_DIR,
-    IGNORE_INDEX,
     PRM_FILE,
-    PRMCollator,
-    PRMConfig,
     ProcessRewardModel,
-    build_prm_features,
-    compute_pos_weight,
-    encode_for_prm,
-    load_backbone,
     load_causal_lm,
     load_prm,
     load_prm_tokenizer,
-    prm_bce_loss,
-    step_spans,
-    train_prm,
 )
 from cpmi_lib.prm.targets import TargetTransform, make_target_transform
+from cpmi_lib.prm.train import compute_pos_weight, load_backbone, prm_bce_loss, train_prm
 
 QUESTION = "Ava has 3 apples. She buys 4 more apples. How many apples does Ava have now?"
 STEPS = ["Ava has 3 + 4 = 7 apples.", "Ava has 7 * 2 = 14 apples.", "Ava has 14 - 5 = 9 apples."]
@@ -119,7 +119,7 @@ def test_truncation_drops_whole_trailing_steps(tok, traj, caplog):
     exact = encode_for_prm(tok, QUESTION, STEPS, max_length=len(full.input_ids))
     assert not exact.truncated and exact.input_ids == full.input_ids
 
-    with caplog.at_level(logging.WARNING, logger="cpmi_lib.prm.model"):
+    with caplog.at_level(logging.WARNING, logger="cpmi_lib.prm.encoding"):
         rows, n_trunc = build_prm_features(tok, [(traj, [1.0, 0.0, 0.0])], max_length=limit)
     assert n_trunc == 1 and "'hand-1'" in caplog.text and "2 of 3 steps" in caplog.text
     assert sorted(y for y in rows[0]["labels"] if y != IGNORE_INDEX) == [0.0, 1.0]
@@ -243,9 +243,7 @@ CFG = PRMConfig(epochs=4, lr=3e-3, batch_size=16, threads=1, patience=2, target=
 def trained(tiny_lm_dir, data, tmp_path_factory):
     train, dev = data
     out = tmp_path_factory.mktemp("prm")
-    return train_prm(
-        tiny_lm_dir, train, dev, out, CFG, transform=make_target_transform("truth").fit([])
-    )
+    return train_prm(tiny_lm_dir, train, dev, out, CFG)
 
 
 @pytest.mark.slow
@@ -325,15 +323,8 @@ def test_predict_on_truncated_trajectories(trained, traj):
 def test_train_prm_refuses_bad_input(tiny_lm_dir, traj, tmp_path):
     with pytest.raises(ValueError, match="needs training and dev data"):
         train_prm(tiny_lm_dir, [(traj, [1.0, 0.0, 0.0])], [], tmp_path, CFG)
-    with pytest.raises(ValueError, match="does not match PRMConfig.target='truth'"):
-        train_prm(
-            tiny_lm_dir,
-            [(traj, [1.0, 0.0, 0.0])],
-            [(traj, [1.0, 0.0, 0.0])],
-            tmp_path,
-            CFG,
-            transform=make_target_transform("sign"),
-        )
+    with pytest.raises(ValueError, match="labels must be booleans"):  # truth wants 0/1 scores
+        train_prm(tiny_lm_dir, [(traj, [1.0, 0.5, 0.0])], [(traj, [1.0, 0.0, 0.0])], tmp_path, CFG)
     with pytest.raises(FileNotFoundError, match="not a PRM directory"):
         load_prm(tmp_path)
     with pytest.raises(ValueError, match="PRMConfig.target must be a target transform name"):

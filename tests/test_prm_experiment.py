@@ -11,11 +11,13 @@ from dataclasses import replace
 import pytest
 
 from cpmi_lib import cli
+from cpmi_lib.core.roc import auroc
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories
 from cpmi_lib.data.math_shepherd import attach_gold_answers, graded, to_math_shepherd_rows
 from cpmi_lib.data.world_data import WorldSpec
 from cpmi_lib.eval.best_of_n import AGGREGATIONS
 from cpmi_lib.experiment import presets
+from cpmi_lib.experiment.hub_spec import HubSpec
 from cpmi_lib.experiment.stages import (
     BASE,
     BUDGET,
@@ -25,13 +27,16 @@ from cpmi_lib.experiment.stages import (
     parse_prm_name,
 )
 from cpmi_lib.experiment.summary import run_experiment
-from cpmi_lib.experiment.tracks import HubSpec
 from cpmi_lib.labeling.cpmi import CPMIConfig
-from cpmi_lib.labeling.label_file import read_labels, total_costs
+from cpmi_lib.labeling.label_results import read_labels, total_costs
 from cpmi_lib.labeling.mc import MCConfig
-from cpmi_lib.prm.model import PRMConfig
+from cpmi_lib.prm.config import PRMConfig
 from cpmi_lib.report.headline import read_headline, record_headline
 from cpmi_lib.studies import instrument
+from cpmi_lib.studies.ablations import cpmi_ablation
+from cpmi_lib.studies.budget import budget_plan, budget_size
+from cpmi_lib.studies.explore import example
+from cpmi_lib.studies.label_quality import label_quality, reference_labels, step_scores
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,7 @@ def tiny_experiment(tiny_world, tiny_lm_config, tiny_lm_cache, tmp_path_factory)
 def test_experiment_runs_every_stage_and_reports_with_cis(tiny_experiment, monkeypatch):
     cfg, cache, out = tiny_experiment
     monkeypatch.setenv("CPMI_CACHE", str(cache))
-    summary = run_experiment(cfg, out=out)
+    summary = run_experiment(cfg, out=out, label_quality=label_quality)
     assert json.loads(out.read_text())["config_key"] == cfg.key()
     assert set(summary["processbench"]) == set(PRM_LABELS)
     for result in summary["processbench"].values():
@@ -103,18 +108,35 @@ def test_stages_are_cached(tiny_experiment, monkeypatch):
     assert Experiment(cfg).labels("mc", "train").stat().st_size == size
 
 
+def test_the_ablation_at_the_base_setting_scores_as_the_label_files(tiny_experiment, monkeypatch):
+    """One CPMI pipeline per trajectory: the ablations' base setting gives the label files' CPMI,
+    step for step, hence the same AUROC against the reference."""
+    cfg, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    exp = Experiment(cfg)
+    n = 6
+    got = cpmi_ablation(exp, cfg.cpmi, cfg.n_negatives, n_trajectories=n)
+    trajs = read_trajectories(exp.policy_samples("train"))[:n]
+    records = {r["id"]: r for r in read_labels(exp.labels("cpmi", "train"))}
+    reference = reference_labels(exp, trajs, "train")
+    scores = [s["cpmi"] for t in trajs for s in records[t.id]["steps"]]
+    truth = [x for t in trajs for x in reference[t.id]]
+    assert got["n_steps"] == len(scores) and got["seconds"] > 0
+    assert got["auroc"] == (auroc(scores, truth) if len(set(truth)) == 2 else None)
+
+
 def test_example_is_a_wrong_training_sample_with_its_first_error(tiny_experiment, monkeypatch):
     cfg, cache, _ = tiny_experiment
     monkeypatch.setenv("CPMI_CACHE", str(cache))
     exp = Experiment(cfg)
-    t = exp.example(0)
+    t = example(exp, 0)
     assert not t.metadata["final_correct"] and t.first_error not in (None, -1)
     with pytest.raises(IndexError, match="problem_index 10000: the policy got"):
-        exp.example(10_000)
+        example(exp, 10_000)
     pid = t.metadata["problem_id"]
-    assert exp.example(problem_id=pid).metadata["problem_id"] == pid
+    assert example(exp, problem_id=pid).metadata["problem_id"] == pid
     with pytest.raises(KeyError, match="problem_id 'nope' is not among"):
-        exp.example(problem_id="nope")
+        example(exp, problem_id="nope")
 
 
 def hub_config(base: ExperimentConfig) -> ExperimentConfig:
@@ -134,13 +156,13 @@ def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, t
         exp.train("truth")
     trajs = read_trajectories(exp.policy_samples("train"))
     assert trajs and all(t.step_labels is None and t.id.startswith("gsm8k-train-") for t in trajs)
-    summary = run_experiment(cfg, out=tmp_path / "summary.json")
+    summary = run_experiment(cfg, out=tmp_path / "summary.json", label_quality=label_quality)
     assert set(summary["processbench"]) == {"cpmi", "mc"}
     assert set(summary["mcnemar"]) == {"cpmi_vs_mc"}
     quality = summary["label_quality"]
     assert quality["reference"] == "MC hard label (value > 0)"
     assert quality["auroc_mc"]["why"] == "MC is the reference"
-    steps = exp.step_scores("train")
+    steps = step_scores(exp, "train")
     assert steps["truth"].isna().all()
     assert (steps["reference"] == (steps["mc"] > 0).astype(int)).all()
     assert "MC is the reference" in (tmp_path / "summary.md").read_text()
@@ -183,16 +205,16 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
     exp = Experiment(cfg)
     mc = total_costs(read_labels(exp.labels("mc", "train")))
     cpmi = total_costs(read_labels(exp.labels("cpmi", "train")))
-    plan = exp.budget_plan()
+    plan = budget_plan(exp)
     base = read_trajectories(exp.policy_samples("train"))
     assert plan["mc_seconds"] == mc.wall_seconds and plan["mc_trajectories"] == len(base)
     wanted = int(mc.wall_seconds / (cpmi.wall_seconds / len(base))) // 2 * 2
     assert plan["cpmi_trajectories"] == max(len(base), min(wanted, 60))  # 30 problems x 2
     assert plan["capped_by_world"] == (wanted > 60)
-    assert exp.budget_plan() == plan  # decided once
+    assert budget_plan(exp) == plan  # decided once
     budget_set = exp.training_trajectories(BUDGET)
     # samples without steps are dropped: the set can fall a few short of the plan, never over
-    assert len(budget_set) == exp.budget_size() <= plan["cpmi_trajectories"]
+    assert len(budget_set) == budget_size(exp) <= plan["cpmi_trajectories"]
     assert len(budget_set) >= min(plan["cpmi_trajectories"], 60) - 4
     assert [t.id for t in budget_set[: len(base)]] == [t.id for t in base]
     assert len({t.id for t in budget_set}) == len(budget_set)
@@ -217,7 +239,7 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
     }
     curve = instrument.learning_curve(exp)
     assert list(curve["trajectories"]) == sorted(curve["trajectories"])
-    assert curve["trajectories"].iloc[-1] == exp.budget_size() and len(curve) >= 2
+    assert curve["trajectories"].iloc[-1] == budget_size(exp) and len(curve) >= 2
     within = instrument.label_quality_within_position(exp)
     assert list(within["scores"]) == [
         "cpmi labels",
@@ -236,7 +258,7 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
         "position_prm_f1",
         "truth_prm_vs_majority_p",
     } <= set(entries)
-    assert entries["budget_cpmi_trajectories"].value == exp.budget_size()
+    assert entries["budget_cpmi_trajectories"].value == budget_size(exp)
 
 
 def test_cached_labels_resume_after_the_cache_moves(tiny_experiment, tmp_path, monkeypatch):
@@ -306,11 +328,11 @@ def test_prms_train_on_math_shepherd_with_its_labels_as_reference(
     assert report["invalid_rows"] == 1 and report["rows_read"] == len(solutions)
     assert report["no_gold"] == 0 and report["kept"] == len(solutions)
 
-    summary = run_experiment(cfg, out=tmp_path / "summary.json")
+    summary = run_experiment(cfg, out=tmp_path / "summary.json", label_quality=label_quality)
     quality = summary["label_quality"]
     assert quality["reference"] == "Math-Shepherd label (+)"
     assert quality["auroc_mc"]["auroc"] is not None  # MC is scored, not the reference
-    steps = exp.step_scores("train")
+    steps = step_scores(exp, "train")
     want = [int(x) for t in train for x in t.step_labels]
     assert steps["reference"].tolist() == want and steps["truth"].isna().all()
     assert summary["track"]["PRM data"] == str(path)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cpmi_lib.core.trajectory import Trajectory
+from cpmi_lib.eval import evaluate_prm
 from cpmi_lib.eval.processbench import (
     ORACLE_LABEL,
     choose_threshold,
@@ -244,3 +245,43 @@ def test_choose_threshold_refuses_an_empty_subset_by_name():
         choose_threshold({"e": []}, {"e": []})
     with pytest.raises(ValueError, match="subset 'e' has no items"):
         choose_threshold({"a": [[0.9, 0.1], [0.9]], "e": []}, {"a": [1, -1], "e": []})
+
+
+class _Lookup:
+    """A stand-in PRM: each trajectory's step probabilities, looked up by id."""
+
+    def __init__(self, probs: dict[str, list[float]]) -> None:
+        self.probs = probs
+
+    def predict(self, trajectories):
+        return [self.probs[t.id] for t in trajectories]
+
+
+def _as_trajectories(split: str, probs: dict, truth: dict) -> tuple[dict, dict[str, list[float]]]:
+    subsets, lookup = {}, {}
+    for name, items in probs.items():
+        subsets[name] = []
+        for i, (p, first) in enumerate(zip(items, truth[name], strict=True)):
+            t_id = f"{split}-{name}-{i}"
+            steps = [f"s{k}" for k in range(len(p))]
+            subsets[name].append(Trajectory(id=t_id, question="q", steps=steps, first_error=first))
+            lookup[t_id] = p
+    return subsets, lookup
+
+
+def test_evaluate_prm_is_tau_from_dev_then_test_with_the_given_seed():
+    dev_probs, dev_truth = _split(0.29, 0.31, 20)
+    test_probs, test_truth = _split(0.55, 0.6, 20)
+    dev, dev_lookup = _as_trajectories("dev", dev_probs, dev_truth)
+    test, test_lookup = _as_trajectories("test", test_probs, test_truth)
+    got = evaluate_prm(_Lookup({**dev_lookup, **test_lookup}), dev, test, seed=3)
+    tau = choose_threshold(dev_probs, dev_truth)
+    assert got.threshold_from_dev == tau and got.dev_f1 == 1.0
+    want = evaluate_processbench(test_probs, test_truth, tau, seed=3)
+    oracle = oracle_threshold_result(test_probs, test_truth, seed=3)
+    assert got.to_dict() == {
+        "threshold_from_dev": tau,
+        "test": want.to_dict(),
+        "test_oracle": oracle.to_dict(),
+    }
+    assert got.costs.wall_seconds > 0

@@ -11,13 +11,14 @@ import pytest
 
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories
 from cpmi_lib.data.loaders import GSM8K_DIR, load_gsm8k_problems
-from cpmi_lib.experiment import stages as prm_experiment
+from cpmi_lib.experiment import samples as experiment_samples
+from cpmi_lib.experiment.hub_spec import GSM8K_REFERENCE, SHARED_GSM8K, SMOLLM2, HubSpec
 from cpmi_lib.experiment.presets import experiment_config
 from cpmi_lib.experiment.stages import Experiment
 from cpmi_lib.experiment.summary import run_experiment
-from cpmi_lib.experiment.tracks import GSM8K_REFERENCE, SHARED_GSM8K, SMOLLM2, HubSpec
-from cpmi_lib.labeling.label_file import read_labels
+from cpmi_lib.labeling.label_results import read_labels
 from cpmi_lib.lm.sampling import MIN_KEPT_FOR_ANSWER_CHECK, ParseReport
+from cpmi_lib.studies.label_quality import label_quality
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_hub_spec_keys_of_earlier_specs_are_unchanged():
 def test_real_smoke_runs_end_to_end(real_cache, tmp_path):
     cfg = experiment_config("real-smoke")
     out = tmp_path / "results" / "prm_experiment.json"
-    result = run_experiment(cfg, out=out)
+    result = run_experiment(cfg, out=out, label_quality=label_quality)
     json.loads(out.read_text(), parse_constant=pytest.fail)  # no NaN or infinity written
     assert "/models/smollm2-135m-instruct" in result["track"]["LM"]
     assert result["track"]["ProcessBench"] == f"<cache>/benchmarks/{GSM8K_REFERENCE}-8"
@@ -92,7 +93,7 @@ def test_samples_that_cannot_be_read_stop_the_experiment(real_cache, monkeypatch
     """A policy whose samples hold no step: the experiment refuses them with the counts and
     the reason, and writes no sample file (nothing downstream runs on an empty set)."""
     exp = Experiment(experiment_config("real-smoke"))
-    monkeypatch.setattr(prm_experiment, "sample_solutions", lambda *a, **k: [])
+    monkeypatch.setattr(experiment_samples, "sample_solutions", lambda *a, **k: [])
     with pytest.raises(ValueError, match=r"policy samples \(train\): 4 of 4 samples have no "):
         exp.policy_samples("train")
     assert not (exp.data_dir / "policy-train.jsonl").exists()

@@ -24,7 +24,7 @@ from cpmi_lib.core.text_format import (
 from cpmi_lib.core.trajectory import write_trajectories
 from cpmi_lib.data.loaders import load_gsm8k_model_solutions
 from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_requests, cpmi_step_scores
-from cpmi_lib.labeling.label_file import read_labels
+from cpmi_lib.labeling.label_results import read_labels
 from cpmi_lib.lm.logprob import ScoreRequest, packed_logprobs, reference_logprobs
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cpmi_lib import seeds
-from cpmi_lib.experiment.presets import REPO, SEED_PRESETS, experiment_config, seeded
+from cpmi_lib.core.paths import REPO
+from cpmi_lib.experiment.presets import PRESETS, SEED_PRESETS, experiment_config, seeded
 from cpmi_lib.report.headline import Headline, read_headline, record_headline
 from cpmi_lib.report.results_readme import write_results_readme
 
@@ -19,12 +20,35 @@ def test_seeded_presets_change_every_seed_but_not_the_world():
     base = experiment_config("default")
     for name in SEED_PRESETS:
         cfg = experiment_config(name)
-        k = int(name.rsplit("seed", 1)[1])
+        k = PRESETS[name].seed
         assert cfg == seeded(base, k)
         assert cfg.world == base.world and cfg.train_problems == base.train_problems
         assert (cfg.seed, cfg.lm.seed, cfg.prm.seed) == (k, k, k)
         assert cfg.prm_lm.parent == cfg.lm and cfg.prm_lm.seed != cfg.lm.seed
         assert cfg.key() != base.key() and cfg.sample_key() != base.sample_key()
+
+
+def test_the_seeds_command_reruns_each_seed_into_its_root_and_aggregates_by_seed(monkeypatch):
+    """`check_seeds` (``python -m cpmi_lib seeds``) runs only the headline notebooks of each seed
+    preset into the preset's root, and keys each rerun by the preset's seed field."""
+    import cpmi_lib.grid
+    import cpmi_lib.report.results_readme
+
+    calls, aggregated = [], {}
+    monkeypatch.setattr(cpmi_lib.grid, "run_grid", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(seeds, "aggregate", lambda c, roots, out: aggregated.update(roots))
+    monkeypatch.setattr(cpmi_lib.report.results_readme, "write_results_readme", lambda *a: None)
+    seeds.check_seeds()
+    assert calls == [
+        ((name, PRESETS[name].root), {"only": list(seeds.HEADLINE_NOTEBOOKS)})
+        for name in SEED_PRESETS
+    ]
+    assert aggregated == {1: PRESETS["default-seed1"].root, 2: PRESETS["default-seed2"].root}
+    calls.clear()
+    seeds.check_seeds(["default-seed2"], run=False)
+    assert calls == []
+    with pytest.raises(ValueError, match="not seed presets"):
+        seeds.check_seeds(["default"], run=False)
 
 
 def test_spread_table_against_the_committed_cis(tmp_path):

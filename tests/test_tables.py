@@ -7,9 +7,13 @@ import math
 import pandas as pd
 import pytest
 
+from cpmi_lib.core.costs import Costs
 from cpmi_lib.eval.best_of_n import Candidate, Pool, best_of_n_curves, compare
+from cpmi_lib.report.claims import GENERATED_TOKENS, LABELING_TIME
 from cpmi_lib.report.tables import (
     QUALITY_SCORES,
+    label_cost_table,
+    label_cost_vs_paper,
     label_quality_table,
     mcnemar_table,
     processbench_table,
@@ -104,3 +108,33 @@ def test_saved_tables_write_no_nan_and_refuse_infinity(tmp_path):
     assert "nan" not in csv.lower() and csv.splitlines()[2] == "b,,"
     with pytest.raises(ValueError, match="infinite"):
         save_table(pd.DataFrame({"x": [1.0, float("inf")]}), "bad", tmp_path)
+
+
+def test_label_cost_tables_set_the_measured_saving_next_to_the_declared_paper_number():
+    """A hand case: CPMI takes 1 s and no generated tokens per step where MC takes 8 s and 50
+    tokens; the paper's numbers come from the claims."""
+    costs = {
+        "cpmi": Costs(
+            wall_seconds=10.0, forward_tokens=300, flops=2.0, peak_rss_bytes=2**21, steps=10
+        ),
+        "mc": Costs(
+            wall_seconds=80.0,
+            forward_tokens=600,
+            generated_tokens=500,
+            flops=0.0,
+            peak_rss_bytes=2**22,
+            steps=10,
+        ),
+    }
+    table = label_cost_table(costs).set_index("per labeled step")
+    assert table.loc["seconds", "CPMI"] == 1.0 and table.loc["seconds", "MC"] == 8.0
+    assert table.loc["seconds", "CPMI saving"] == pytest.approx(7 / 8)
+    assert table.loc["generated tokens", "CPMI saving"] == 1.0
+    assert table.loc["forward tokens", "CPMI saving"] == pytest.approx(0.5)
+    assert math.isnan(table.loc["FLOPs", "CPMI saving"])  # MC's FLOPs 0: no ratio
+    assert table.loc["peak RSS (MiB, whole run)", "MC"] == 4.0
+    vs = label_cost_vs_paper(table.reset_index())
+    assert vs.to_dict("records") == [
+        {"claim": "labeling time", "paper": LABELING_TIME.paper, "measured": pytest.approx(-7 / 8)},
+        {"claim": "generated tokens", "paper": GENERATED_TOKENS.paper, "measured": -1.0},
+    ]

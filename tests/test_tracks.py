@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from cpmi_lib.core.trajectory import read_trajectories
-from cpmi_lib.data.loaders import DatasetUnavailableError
+from cpmi_lib.data.rows import DatasetUnavailableError
 from cpmi_lib.data.world import stable_fraction
 from cpmi_lib.data.world_data import WorldSpec, export_hub_schemas, load_benchmark
-from cpmi_lib.experiment.tracks import EMBEDDED, EmbeddedTrack, HubSpec, HubTrack, make_track
+from cpmi_lib.experiment.hub_spec import EMBEDDED, HubSpec
+from cpmi_lib.experiment.tracks import EmbeddedTrack, HubTrack, make_track
 from cpmi_lib.lm.default_lm import LMTrainConfig
 from cpmi_lib.lm.load import ModelUnavailableError
 

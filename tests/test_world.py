@@ -11,23 +11,11 @@ import pytest
 
 from cpmi_lib.core.trajectory import read_trajectories
 from cpmi_lib.data.loaders import load_processbench
-from cpmi_lib.data.world import (
-    ERROR_KINDS,
-    SPLITS,
-    STEP_RE,
-    Problem,
-    WorldConfig,
-    apply,
-    build_world,
-    corrupt,
-    grade_steps,
-    graded_trajectory,
-    make_benchmark,
-    split_of,
-    subsets_by_length,
-    to_processbench_rows,
-)
+from cpmi_lib.data.world import SPLITS, STEP_RE, Problem, WorldConfig, apply, build_world, split_of
+from cpmi_lib.data.world_benchmark import make_benchmark, subsets_by_length, to_processbench_rows
 from cpmi_lib.data.world_data import WorldSpec, build_world_files, load_benchmark, read_problems
+from cpmi_lib.data.world_errors import ERROR_KINDS, corrupt
+from cpmi_lib.data.world_grading import grade_steps, graded_trajectory
 
 CFG = WorldConfig()
 

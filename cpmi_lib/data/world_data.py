@@ -20,14 +20,8 @@ from typing import Any
 
 from cpmi_lib.core.records import RecordError, read_jsonl
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.data.world import (
-    Problem,
-    WorldConfig,
-    build_world,
-    make_benchmark,
-    subsets_by_length,
-    to_processbench_rows,
-)
+from cpmi_lib.data.world import Problem, WorldConfig, build_world
+from cpmi_lib.data.world_benchmark import make_benchmark, subsets_by_length, to_processbench_rows
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ that candidate is `correct`. Solutions without a final answer abstain from votes
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from typing import Literal, cast, get_args
 import numpy as np
 import pandas as pd
 
-from cpmi_lib.core.stats import McNemarResult, accuracy_ci, mcnemar_test
+from cpmi_lib.core.intervals import Resampling, interval
+from cpmi_lib.core.stats import McNemarResult, mcnemar_test
 from cpmi_lib.core.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
 
 Aggregation = Literal["min", "prod", "last", "mean"]
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -88,6 +92,37 @@ class Pool:
 
     def __getitem__(self, i: int) -> Candidate:
         return self.candidates[i]
+
+
+def full_pools(
+    trajs: Sequence[Trajectory], probs: Sequence[Sequence[float]], n: int, what: str
+) -> list[Pool]:
+    """The scored samples as one pool per problem (in sampling order), keeping the problems with
+    at least `n` candidates. A sample with no step is not a trajectory (`sample_solutions` counts
+    and drops it), so a problem can fall short of the largest N: it is left out of every N (the
+    curves stay paired), counted and logged. `what` names the pool in messages."""
+    pools: dict[str, list[Candidate]] = {}
+    for t, p in zip(trajs, probs, strict=True):
+        correct = bool(t.metadata["final_correct"])
+        pools.setdefault(t.metadata["problem_id"], []).append(
+            Candidate.from_trajectory(t, p, correct=correct)
+        )
+    full = [Pool(k, v) for k, v in pools.items() if len(v) >= n]
+    if len(full) < len(pools):
+        log.warning(
+            "Best-of-N (%s pool): %d of %d problems have fewer than %d samples with steps and "
+            "are left out",
+            what,
+            len(pools) - len(full),
+            len(pools),
+            n,
+        )
+    if not full:
+        raise ValueError(
+            f"Best-of-N ({what} pool): no problem has {n} samples with "
+            "steps; the policy writes no parsable steps"
+        )
+    return full
 
 
 # -------------------------------------------------------------------------------- aggregation
@@ -213,14 +248,13 @@ def best_of_n_curves(
         raise ValueError("no pools to evaluate")
     for m in methods:
         _parse_method(m)
+    options = Resampling(n_resamples=n_resamples, confidence=confidence, seed=seed)
     rows = []
     for n in ns:
         rng = np.random.default_rng([seed, n])
         for method in methods:
             correct = tuple(_solved(pool, n, method, rng, same_answer) for pool in pools)
-            low, high = accuracy_ci(
-                correct, n_resamples=n_resamples, confidence=confidence, seed=seed
-            )
+            low, high = interval(np.mean, correct, options)
             rows.append(
                 {
                     "method": method,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import hmean
 
-from cpmi_lib.core.stats import bootstrap_ci_stratified
+from cpmi_lib.core.intervals import Resampling, interval
 from cpmi_lib.core.trajectory import Trajectory
 
 #: Label of a result whose threshold was fixed before looking at the evaluated data.
@@ -199,7 +199,7 @@ def evaluate_processbench(
 ) -> ProcessBenchResult:
     """ProcessBench metrics of a PRM at `threshold`, per subset and as the unweighted headline.
 
-    CIs: a stratified percentile bootstrap (`stats.bootstrap_ci_stratified`). Within each
+    CIs: a stratified percentile bootstrap (`intervals.interval`, design ``strata``). Within each
     subset, erroneous and all-correct items are resampled separately, so every resample keeps the
     subset's design (its numbers of each kind) and its F1 stays defined; the headline resamples
     all subsets at once, each independently. If a subset's F1 is NaN (an empty side), so are the
@@ -208,6 +208,7 @@ def evaluate_processbench(
     _check_subsets(step_probs_by_subset, truth_by_subset)
     _check_probs(step_probs_by_subset, allow_empty=True)
     threshold = _check_threshold(threshold)
+    options = Resampling(n_resamples=n_resamples, confidence=confidence, seed=seed)
     subsets: dict[str, SubsetMetrics] = {}
     strata: list[np.ndarray] = []
     for name, probs in step_probs_by_subset.items():
@@ -219,13 +220,7 @@ def evaluate_processbench(
             ci = (math.nan, math.nan)
         else:
             strata += [error_hits, correct_hits]
-            ci = bootstrap_ci_stratified(
-                (error_hits, correct_hits),
-                _f1_along,
-                n_resamples=n_resamples,
-                confidence=confidence,
-                seed=seed,
-            )
+            ci = interval(_f1_along, (error_hits, correct_hits), options, design="strata")
         subsets[name] = replace(m, f1_ci=ci)
 
     headline = float(np.mean([m.f1 for m in subsets.values()]))
@@ -237,9 +232,7 @@ def evaluate_processbench(
             pairs = zip(hits[::2], hits[1::2], strict=True)
             return np.mean([_f1_along(e, c, axis=axis) for e, c in pairs], axis=0)
 
-        headline_ci = bootstrap_ci_stratified(
-            strata, mean_f1, n_resamples=n_resamples, confidence=confidence, seed=seed
-        )
+        headline_ci = interval(mean_f1, strata, options, design="strata")
     return ProcessBenchResult(
         threshold=float(threshold),
         subsets=subsets,

@@ -11,12 +11,12 @@ from typing import Any
 
 from cpmi_lib.core.text_format import PROMPT_TEMPLATES
 from cpmi_lib.data.world_data import WorldSpec
-from cpmi_lib.experiment.tracks import HubSpec
+from cpmi_lib.experiment.hub_spec import HubSpec
 from cpmi_lib.labeling.cpmi import CPMIConfig
 from cpmi_lib.labeling.mc import MCConfig
 from cpmi_lib.labeling.runs import LABEL_FORMAT
 from cpmi_lib.lm.default_lm import ContinuedLMConfig, LMTrainConfig
-from cpmi_lib.prm.model import PRMConfig
+from cpmi_lib.prm.config import PRMConfig
 
 #: The PRMs and the labels each learns from: (labeler, target transform). The truth PRM needs
 #: exact step labels, so only the embedded track trains it.

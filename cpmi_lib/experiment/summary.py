@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,17 @@ import torch
 from cpmi_lib.core.paths import RESULTS
 from cpmi_lib.eval.best_of_n import compare
 from cpmi_lib.experiment.stages import Experiment, ExperimentConfig
-from cpmi_lib.labeling.label_file import read_labels, total_costs
+from cpmi_lib.labeling.label_results import read_labels, total_costs
+
+#: The label-quality analysis the summary reports: a function of the experiment.
+LabelQuality = Callable[[Experiment], dict[str, Any]]
 
 
-def summary(exp: Experiment, mcnemar_method: str = "prm:min") -> dict[str, Any]:
-    """Everything the README reports, with CIs and paired tests."""
+def summary(
+    exp: Experiment, label_quality: LabelQuality, mcnemar_method: str = "prm:min"
+) -> dict[str, Any]:
+    """Everything the README reports, with CIs and paired tests. `label_quality` is the analysis
+    (`cpmi_lib.studies.label_quality.label_quality`), passed in: studies sit above this package."""
     curves = {name: exp.best_of_n(name) for name in exp.prm_names}
     bon = {}
     for name, df in curves.items():
@@ -49,7 +56,7 @@ def summary(exp: Experiment, mcnemar_method: str = "prm:min") -> dict[str, Any]:
         "best_of_n": bon,
         "mcnemar_method": mcnemar_method,
         "mcnemar": tests,
-        "label_quality": exp.label_quality(),
+        "label_quality": label_quality(exp),
         "labeling_costs_train": costs,
     }
 
@@ -128,14 +135,19 @@ def summary_markdown(record: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> s
     return "\n".join(lines) + "\n"
 
 
-def run_experiment(cfg: ExperimentConfig | None = None, out: Path | None = None) -> dict[str, Any]:
+def run_experiment(
+    cfg: ExperimentConfig | None = None,
+    out: Path | None = None,
+    *,
+    label_quality: LabelQuality,
+) -> dict[str, Any]:
     """All stages; writes the summary JSON (default `results/prm_experiment.json`) and its
-    Markdown tables beside it."""
+    Markdown tables beside it (`label_quality`: as for `summary`)."""
     torch.set_num_threads(2)
     exp = Experiment(cfg or ExperimentConfig())
     for name in exp.prm_names:
         exp.train(name)
-    result = summary(exp)
+    result = summary(exp, label_quality)
     out = out or RESULTS / "prm_experiment.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float, allow_nan=False) + "\n")

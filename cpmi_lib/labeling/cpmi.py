@@ -25,17 +25,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cpmi_lib.core.costs import CostMeter
 from cpmi_lib.core.text_format import ANSWER_FORMAT, DEFAULT_TEMPLATE, STEP_SEPARATOR
+from cpmi_lib.core.trajectory import Trajectory
+from cpmi_lib.labeling.negatives import Negative, negatives_for_trajectory
 from cpmi_lib.lm.logprob import ScoreRequest, packed_logprobs, reference_logprobs
 
 Variant = Literal["marginal", "cumulative", "loo"]
 VARIANTS: tuple[Variant, ...] = ("marginal", "cumulative", "loo")
+
+Terms = TypeVar("Terms")  # a tensor or an array of per-step terms
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,12 @@ def answer_deltas(
     return after, after - before
 
 
+def combine_terms(gold_term: Terms, neg_term: Terms, neg_weight: float) -> Terms:
+    """CPMI from its two terms, per step (tensors or arrays alike): the one place the formula
+    is written, so every labeler and study scores steps the same way."""
+    return gold_term - neg_weight * neg_term  # type: ignore[operator]
+
+
 def cpmi_step_scores(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -203,7 +213,7 @@ def cpmi_step_scores(
     after, delta = answer_deltas(model, tokenizer, question, steps, [gold, *negatives], cfg, meter)
     gold_term = delta[:, 0]
     neg_term = delta[:, 1:].mean(dim=1) if negatives else torch.zeros_like(gold_term)
-    cpmi = gold_term - cfg.neg_weight * neg_term
+    cpmi = combine_terms(gold_term, neg_term, cfg.neg_weight)
     return [
         StepScore(
             cpmi=float(cpmi[i]),
@@ -214,3 +224,40 @@ def cpmi_step_scores(
         )
         for i in range(len(steps))
     ]
+
+
+def cpmi_trajectory(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    traj: Trajectory,
+    cfg: CPMIConfig,
+    n_negatives: int,
+    *,
+    sources: Sequence[str] = ("trajectory", "perturb"),
+    seed: int = 0,
+    meter: CostMeter | None = None,
+) -> tuple[list[Negative], list[StepScore]]:
+    """CPMI of one trajectory: its hard negatives (`negatives_for_trajectory`, drawn with
+    `seed`), then every step's score against them. The one per-trajectory pipeline: label files,
+    the ablations and the labeling benchmark all go through it, so they score alike."""
+    negatives = negatives_for_trajectory(
+        traj,
+        n_negatives,
+        sources=sources,
+        model=model,
+        tokenizer=tokenizer,
+        seed=seed,
+        meter=meter,
+    )
+    assert traj.gold_answer is not None  # negatives_for_trajectory refuses a missing one
+    scores = cpmi_step_scores(
+        model,
+        tokenizer,
+        traj.question,
+        traj.steps,
+        traj.gold_answer,
+        [n.answer for n in negatives],
+        cfg,
+        meter=meter,
+    )
+    return negatives, scores

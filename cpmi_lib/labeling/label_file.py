@@ -27,19 +27,22 @@ of a file can lose it. Guarantees:
   second writer is refused at once. The kernel drops the lock when a process dies, so a killed
   run can be resumed straight away.
 - Validation: an invalid input record (`cpmi_lib.core.trajectory`'s checks, a duplicate id, a
-missing
-  gold answer) and a record that fails while labeling (too long for the model's positions: for
-  CPMI a context plus answer, for MC every prefix plus ``max_new_tokens``, checked before
-  generating; a non-finite score) is a `RecordError` naming the input file, line and field.
-  Without ``skip_invalid`` the run stops on it (input errors before anything is labeled); with
-  it the record alone is skipped, written as a skipped line, counted and reported. A resumed
-  run treats skipped lines as done (they fail again the same way).
+  missing gold answer; read by `label_input`) and a record that fails while labeling (too long
+  for the model's positions: for CPMI a context plus answer, for MC every prefix plus
+  ``max_new_tokens``, checked before generating; a non-finite score) is a `RecordError` naming
+  the input file, line and field. Without ``skip_invalid`` the run stops on it (input errors
+  before anything is labeled); with it the record alone is skipped, written as a skipped line,
+  counted and reported. A resumed run treats skipped lines as done (they fail again the same way).
 - No NaN: configs refuse non-finite weights and temperatures, a non-finite score is a
   `RecordError`, and lines are written with ``allow_nan=False``.
-- Shards: ``shard=(i, n)`` labels the records whose index is i mod n; `merge_label_files` joins
-  the n shards of one run back into input order, refusing torn or foreign lines (file and line
-  named), a shard being written, a missing, incomplete or doubled shard, and shards of another
-  run or input (see `cpmi_lib.labeling.runs`).
+- Shards: ``shard=(i, n)`` labels the records whose index is i mod n; `merge_label_files`
+  (in `label_results`) joins the n shards of one run back into input order, refusing torn or
+  foreign lines (file and line named), a shard being written, a missing, incomplete or doubled
+  shard, and shards of another run or input (see `cpmi_lib.labeling.runs`).
+
+This module labels; `label_input` reads and checks the input and an output being resumed,
+`runs` holds the run identity, the lock and the line checks, and `label_results` reads a label
+file back and merges shards.
 """
 
 from __future__ import annotations
@@ -49,8 +52,6 @@ import json
 import logging
 import math
 import os
-import re
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,38 +60,15 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cpmi_lib.core.costs import CostMeter, Costs
-from cpmi_lib.core.records import read_jsonl
 from cpmi_lib.core.trajectory import RecordError, Trajectory
-from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_step_scores
+from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_trajectory
+from cpmi_lib.labeling.label_input import InputItem, check_existing, plan_run
+from cpmi_lib.labeling.label_results import describe_skip
 from cpmi_lib.labeling.mc import MCConfig, mc_step_values
-from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES, negatives_for_trajectory
-from cpmi_lib.labeling.runs import (
-    LabelFileError,
-    RunIdentity,
-    check_one_run,
-    dumps_record,
-    loads_strict,
-    locked_output,
-    merge_label_files,
-    scan_label_file,
-    torn_line_problem,
-)
+from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES
+from cpmi_lib.labeling.runs import RunIdentity, dumps_record, locked_output
 from cpmi_lib.lm.load import count_parameters
 from cpmi_lib.lm.logprob import SequenceTooLongError
-
-__all__ = [
-    "LabelConfig",
-    "LabelFileError",
-    "RunIdentity",
-    "check_resumable",
-    "label_file",
-    "label_trajectory",
-    "merge_label_files",
-    "parse_shard",
-    "read_labels",
-    "total_costs",
-    "trajectory_seed",
-]
 
 log = logging.getLogger(__name__)
 
@@ -180,23 +158,14 @@ def label_trajectory(
     record: dict[str, Any] = {"id": traj.id, "method": cfg.method}
     try:
         if cfg.method == "cpmi":
-            negatives = negatives_for_trajectory(
-                traj,
-                cfg.n_negatives,
-                sources=cfg.negative_sources,
-                model=model,
-                tokenizer=tokenizer,
-                seed=seed,
-                meter=meter,
-            )
-            scores = cpmi_step_scores(
+            negatives, scores = cpmi_trajectory(
                 model,
                 tokenizer,
-                traj.question,
-                traj.steps,
-                traj.gold_answer,
-                [n.answer for n in negatives],
+                traj,
                 cfg.cpmi,
+                cfg.n_negatives,
+                sources=cfg.negative_sources,
+                seed=seed,
                 meter=meter,
             )
             record["negatives"] = [asdict(n) for n in negatives]
@@ -217,151 +186,6 @@ def label_trajectory(
     return record
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/n' -> (i, n) with 0 <= i < n."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"shard must look like 'i/n', got {text!r}") from None
-    if not 0 <= i < n:
-        raise ValueError(f"shard {text!r}: need 0 <= i < n")
-    return i, n
-
-
-# ------------------------------------------------------------------------------------- input
-
-
-@dataclass
-class _Item:
-    """One input record: its index, where it is, and the trajectory or why it cannot be labeled."""
-
-    index: int
-    at: str  # "FILE line N"
-    traj: Trajectory | None = None
-    error: RecordError | None = None
-    raw_id: str | None = None
-
-    @property
-    def id(self) -> str | None:
-        return self.traj.id if self.traj is not None else self.raw_id
-
-    @property
-    def line(self) -> int | None:
-        m = _LINE.search(self.at)
-        return int(m.group(1)) if m else None
-
-    @property
-    def where(self) -> str:
-        return self.at if self.traj is None else f"{self.at}, trajectory {self.traj.id!r}"
-
-
-_LINE = re.compile(r" line (\d+)$")
-
-
-def _read_input(path: Path, method: str) -> tuple[list[_Item], str]:
-    """Every record of the input (valid or not, in order) and the sha256 of the file's bytes.
-
-    Records are read as `iter_trajectories` reads them; a duplicate id (after its first) and a
-    missing gold answer are errors of that record too.
-    """
-    data = path.read_bytes()  # hashed and parsed from the same bytes: an edit cannot slip between
-    sha = hashlib.sha256(data).hexdigest()
-    items: list[_Item] = []
-    first_line: dict[str, int | None] = {}
-    for source in read_jsonl(path, data):
-        item = _Item(len(items), source.where)
-        items.append(item)
-        try:
-            item.traj = Trajectory.from_dict(source.value(), source.where)
-        except RecordError as exc:
-            item.error = exc
-            rid = source.raw.get("id") if isinstance(source.raw, dict) else None
-            if isinstance(rid, str | int) and not isinstance(rid, bool):
-                item.raw_id = str(rid)
-            continue
-        tid = item.traj.id
-        if tid in first_line:
-            at = first_line[tid]
-            item.error = RecordError(
-                item.where, "id", f"duplicate id {tid!r}" + (f" (first at line {at})" if at else "")
-            )
-        elif item.traj.gold_answer is None:
-            item.error = RecordError(
-                item.where, "gold_answer", f"missing: {method.upper()} needs the gold answer"
-            )
-        first_line.setdefault(tid, item.line)
-    return items, sha
-
-
-def _plan(
-    input_path: Path,
-    out: Path,
-    cfg: LabelConfig,
-    model_name: str,
-    shard: tuple[int, int],
-    skip_invalid: bool,
-    dtype: str | None = None,
-    device: str | None = None,
-) -> tuple[list[_Item], RunIdentity]:
-    """Check the paths and the input; return this shard's records and the run's identity."""
-    i, n = shard
-    if not 0 <= i < n:
-        raise ValueError(f"shard ({i}, {n}): need 0 <= i < n")
-    if not input_path.is_file():
-        raise LabelFileError(f"{input_path}: no such file (the input trajectories)")
-    if out.is_dir():
-        raise LabelFileError(f"{out} is a directory; the output must be a file")
-    if out.exists() and os.path.samefile(out, input_path):
-        raise LabelFileError(f"{out} is the input file; write the labels to a new file")
-    items, sha = _read_input(input_path, cfg.method)
-    if not skip_invalid:
-        bad = next((it for it in items if it.error is not None), None)
-        if bad is not None:
-            raise bad.error  # type: ignore[misc]
-    mine = [it for it in items if it.index % n == i]
-    if not mine:
-        raise LabelFileError(
-            f"shard {i}/{n} selects no record of {input_path} ({len(items)} records)"
-        )
-    identity = RunIdentity(
-        model=model_name,
-        config=cfg.to_dict(),
-        dtype=dtype,
-        device=device,
-        shard=shard,
-        input_name=input_path.name,
-        input_sha256=sha,
-        input_records=len(items),
-    )
-    return mine, identity
-
-
-def _check_existing(
-    out: Path, data: bytes, identity: RunIdentity, items: list[_Item], input_path: Path
-) -> tuple[dict[int, dict[str, Any]], int]:
-    """The records of an output being resumed, by index, and the byte length of its complete
-    lines; LabelFileError unless every line is a record of this run for these input records."""
-    scan = scan_label_file(out, data)
-    if scan.torn:
-        problem = torn_line_problem(scan.torn)
-        if problem is not None:
-            raise LabelFileError(
-                f"{out} line {len(scan.records) + 1}: not a label record ({problem})"
-            )
-    check_one_run(out, scan, identity)
-    by_index = {it.index: it for it in items}
-    done: dict[int, dict[str, Any]] = {}
-    for lineno, record in scan.records:
-        it = by_index.get(record["index"])
-        if it is None or (record["id"] is not None and it.id is not None and record["id"] != it.id):
-            raise LabelFileError(
-                f"{out} line {lineno}: index {record['index']} is {record['id']!r} here but "
-                f"{None if it is None else it.id!r} in {input_path}; label into a new file"
-            )
-        done[record["index"]] = record
-    return done, scan.good_bytes
-
-
 def check_resumable(
     input_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -374,12 +198,14 @@ def check_resumable(
     """What `label_file` checks before it labels, short of the model's dtype and device: usable
     before loading the model. Raises RecordError or LabelFileError; never touches the output."""
     input_path, out = Path(input_path), Path(out_path)
-    items, identity = _plan(input_path, out, cfg, model_name, shard, skip_invalid)
+    items, identity = plan_run(
+        input_path, out, cfg.method, cfg.to_dict(), model_name, shard, skip_invalid
+    )
     if out.is_file():
-        _check_existing(out, out.read_bytes(), identity, items, input_path)
+        check_existing(out, out.read_bytes(), identity, items, input_path)
 
 
-def _skip_line(it: _Item, exc: RecordError, identity: RunIdentity) -> dict[str, Any]:
+def _skip_line(it: InputItem, exc: RecordError, identity: RunIdentity) -> dict[str, Any]:
     return {
         "index": it.index,
         "id": it.id,
@@ -410,10 +236,11 @@ def label_file(
     """
     input_path, out = Path(input_path), Path(out_path)
     param = next(model.parameters())
-    mine, identity = _plan(
+    mine, identity = plan_run(
         input_path,
         out,
-        cfg,
+        cfg.method,
+        cfg.to_dict(),
         model_name,
         shard,
         skip_invalid,
@@ -427,7 +254,7 @@ def label_file(
         done: dict[int, dict[str, Any]] = {}
         data = f.read()
         if data:
-            done, good_bytes = _check_existing(out, data, identity, mine, input_path)
+            done, good_bytes = check_existing(out, data, identity, mine, input_path)
             f.truncate(good_bytes)  # a torn last line; it is redone
         f.seek(0, os.SEEK_END)
         for record in done.values():
@@ -479,36 +306,4 @@ def label_file(
         )
     if skipped is not None:
         skipped.extend(skips)
-    return total
-
-
-def describe_skip(s: dict[str, Any]) -> str:
-    """One skipped record as "line 3 (index 2, id 'x'): field 'gold_answer': missing: …"."""
-    at = f"line {s['line']} (index {s['index']}, " if s.get("line") else f"index {s['index']} ("
-    return f"{at}id {s['id']!r}): field '{s['field']}': {s['problem']}"
-
-
-def iter_label_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of every non-blank line; LabelFileError names a line that is not
-    JSON (or holds NaN/Infinity)."""
-    with Path(path).open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield lineno, loads_strict(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise LabelFileError(f"{path} line {lineno}: not a label record ({exc})") from None
-
-
-def read_labels(path: str | os.PathLike[str], *, skipped: bool = False) -> list[dict[str, Any]]:
-    """The labeled records of a label file in file order; skipped records too with `skipped`."""
-    return [r for _, r in iter_label_lines(path) if skipped or "skipped" not in r]
-
-
-def total_costs(records: list[dict[str, Any]]) -> Costs:
-    total = Costs()
-    for r in records:
-        if "skipped" not in r:
-            total = total + Costs.from_dict(r["costs"])
     return total

@@ -8,7 +8,7 @@ without knowing anything about the steps themselves. Two controls keep that from
   scores step i of an S-step trajectory with the smoothed rate of correct steps in the (i, S)
   cell of the training trajectories. Its pooled AUROC is the bar a real label source must clear,
   and trained into a PRM (`label_records` + the ``mc_soft`` transform) it is the PRM baseline.
-- `position_auroc`: AUROC within step position (`cpmi_lib.core.stats.stratified_auroc`), with a
+- `position_auroc`: AUROC within step position (`cpmi_lib.core.roc.stratified_auroc`), with a
   bootstrap CI that resamples whole trajectories. A pure function of position gets exactly 0.5.
 
 Smoothing (empirical-Bayes style, additive, prior strength m = `prior_strength`, in steps):
@@ -30,8 +30,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cpmi_lib.core.intervals import Resampling
 from cpmi_lib.core.records import RecordError
-from cpmi_lib.core.stats import auroc, stratified_auroc, stratified_auroc_ci
+from cpmi_lib.core.roc import auroc, stratified_auroc, stratified_auroc_ci
 from cpmi_lib.core.trajectory import Trajectory
 
 #: Default prior strength m: a cell needs about m steps of its own before its own rate
@@ -279,9 +280,8 @@ def position_auroc(
     res = stratified_auroc(flat, truth, strata)
     ci = None
     if res.auroc is not None:
-        lo, hi = stratified_auroc_ci(
-            flat, truth, strata, clusters, n_resamples=n_resamples, confidence=confidence, seed=seed
-        )
+        options = Resampling(n_resamples=n_resamples, confidence=confidence, seed=seed)
+        lo, hi = stratified_auroc_ci(flat, truth, strata, clusters, options)
         ci = [lo, hi] if math.isfinite(lo) and math.isfinite(hi) else None
     pooled = auroc(flat, truth) if 0 < sum(truth) < len(truth) else None
     d = res.to_dict()

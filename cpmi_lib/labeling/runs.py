@@ -1,9 +1,9 @@
-"""Which run wrote a label file, and proving that a file is one run: identity, lock, checks, merge.
+"""Which run wrote a label file, and proving that a file is one run: identity, lock, checks.
 
 The guarantees themselves are stated in `cpmi_lib.labeling.label_file`'s docstring; this module
-holds the
-machinery: the run identity carried by every output line, the exclusive lock of a file being
-written, the strict reader that recognises a label file line by line, and `merge_label_files`.
+holds the machinery: the run identity carried by every output line, the exclusive lock of a file
+being written, and the strict reader that recognises a label file line by line
+(`label_results.merge_label_files` relies on it to join shards).
 """
 
 from __future__ import annotations
@@ -114,6 +114,17 @@ class RunIdentity:
                 f"sha256 {other.input_sha256[:12]}… ({other.input_records} records)"
             )
         return None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like 'i/n', got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return i, n
 
 
 def shard_text(shard: Sequence[int]) -> str:
@@ -277,7 +288,8 @@ def check_one_run(
 # ------------------------------------------------------------------------------------- locking
 
 
-def _lock(f: IO[bytes], path: Path, mode: int) -> None:
+def lock_file(f: IO[bytes], path: Path, mode: int) -> None:
+    """Take `mode` (shared or exclusive) on `f` without waiting; LabelFileError if it is held."""
     try:
         fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
     except OSError as exc:
@@ -309,7 +321,7 @@ def locked_output(path: Path, *, resume: bool) -> Iterator[tuple[IO[bytes], bool
         fd, created = os.open(path, os.O_RDWR), False
     f = os.fdopen(fd, "r+b")
     try:
-        _lock(f, path, fcntl.LOCK_EX)
+        lock_file(f, path, fcntl.LOCK_EX)
         if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:  # removed and made anew meanwhile
             raise LabelFileError(f"{path} was replaced while it was opened; run again")
         try:
@@ -320,87 +332,3 @@ def locked_output(path: Path, *, resume: bool) -> Iterator[tuple[IO[bytes], bool
             raise
     finally:
         f.close()  # releases the lock
-
-
-# --------------------------------------------------------------------------------------- merge
-
-
-def merge_label_files(
-    shard_paths: Sequence[str | os.PathLike[str]], out_path: str | os.PathLike[str]
-) -> int:
-    """Join the shard files of one run into `out_path` in input order; return the record count.
-
-    Refused with LabelFileError naming the file (and line): a line that is not a label record
-    (a torn last line included: finish that shard with --resume first), a shard being written,
-    two files of the same shard, shards of another input, model, config, dtype or device, a
-    missing shard of 0..n-1, and a shard that lacks some of its indices. Skipped records (see
-    `cpmi_lib.labeling.label_file`) count as present and are kept. The merged lines are those of a
-    single
-    0/1 run (``run.shard`` is rewritten), so a merged file can be resumed or merged again.
-    """
-    paths = [Path(p) for p in shard_paths]
-    out = Path(out_path)
-    if not paths:
-        raise LabelFileError("no shard files to merge")
-    for p in paths:
-        if out.exists() and p.exists() and os.path.samefile(out, p):
-            raise LabelFileError(f"the merged output {out} is also a shard file; write a new file")
-    by_shard: dict[int, Path] = {}
-    reference: RunIdentity | None = None
-    reference_path: Path | None = None
-    records: list[dict[str, Any]] = []
-    for p in paths:
-        with p.open("rb") as f:
-            _lock(f, p, fcntl.LOCK_SH)
-            scan = scan_label_file(p, f.read())
-        if scan.torn:
-            raise LabelFileError(
-                f"{p} line {len(scan.records) + 1}: torn last line (the run was interrupted); "
-                "finish this shard with --resume before merging"
-            )
-        ident = check_one_run(p, scan, None)
-        if ident is None:
-            raise LabelFileError(f"{p}: no label records (nothing labeled yet?)")
-        if reference is None:
-            reference, reference_path = ident, p
-        else:
-            diff = ident.difference(reference, shard=False, other_name=str(reference_path))
-            if diff is not None:
-                why = "shards of different inputs" if diff[0] == "input" else "different runs"
-                raise LabelFileError(f"{p} {diff[1]}: {why} do not merge")
-            if ident.shard[1] != reference.shard[1]:
-                raise LabelFileError(
-                    f"{p} is shard {shard_text(ident.shard)} but {reference_path} is shard "
-                    f"{shard_text(reference.shard)}: shards of different splits do not merge"
-                )
-        i, n = ident.shard
-        if i in by_shard:
-            raise LabelFileError(
-                f"{p} and {by_shard[i]} are both shard {i}/{n}: their trajectories would be in "
-                "two shards"
-            )
-        by_shard[i] = p
-        present = {r["index"] for _, r in scan.records}
-        missing = [j for j in range(i, ident.input_records, n) if j not in present]
-        if missing:
-            raise LabelFileError(
-                f"{p}: shard {i}/{n} is incomplete: {len(missing)} of its "
-                f"{len(range(i, ident.input_records, n))} trajectories are missing (first: index "
-                f"{missing[0]}); finish it with --resume before merging"
-            )
-        records += [r for _, r in scan.records]
-    assert reference is not None
-    n = reference.shard[1]
-    absent = [f"{i}/{n}" for i in range(n) if i not in by_shard]
-    if absent:
-        raise LabelFileError(
-            f"missing shard(s) {', '.join(absent)} of {reference.input_name} "
-            f"({len(by_shard)} of {n} given)"
-        )
-    records.sort(key=lambda r: r["index"])
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("wb") as f:
-        for r in records:
-            f.write(dumps_record({**r, "run": {**r["run"], "shard": [0, 1]}}))
-    tmp.replace(out)
-    return len(records)

@@ -19,7 +19,8 @@ from cpmi_lib.core.answers import answers_equivalent
 from cpmi_lib.core.costs import CostMeter
 from cpmi_lib.core.text_format import DEFAULT_TEMPLATE, render_prompt, split_solution
 from cpmi_lib.core.trajectory import Trajectory
-from cpmi_lib.data.world import Problem, graded_trajectory
+from cpmi_lib.data.world import Problem
+from cpmi_lib.data.world_grading import graded_trajectory
 
 log = logging.getLogger(__name__)
 

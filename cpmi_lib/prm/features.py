@@ -2,7 +2,7 @@
 
 Why: a scalar head read at the step's last token, fine-tuned with the backbone, did not learn to
 find errors on the embedded world even from exact truth (F1 0.19-0.26 from 1,200 to 12,000
-trajectories, `benchmarks/truth_prm.py`), while the same LM's untrained surprise at the step's
+trajectories, `cpmi_lib.studies.truth_prm`), while the same LM's untrained surprise at the step's
 own tokens found them (F1 0.97). A causal LM's hidden state at the end of a step is built to
 predict the *next* token, not to judge the tokens it has read; how surprising each token was is
 exactly what judging needs, and it is cheap to compute: one teacher-forced pass.

@@ -1,6 +1,7 @@
 """`results/headline.json`: the grid's headline numbers, machine-readable.
 
-One JSON object mapping a name to ``{"value": number, "ci": [low, high] or null, "n": count}``.
+One JSON object mapping a name to ``{"value": number, "ci": [low, high] or null, "n": count}``;
+the names are declared in `cpmi_lib.report.claims`, and producers add entries with `put_entry`.
 Several notebooks contribute to the same file (`record_headline` merges under a lock and replaces
 the file atomically), `results/README.md` reads its claims from it, and a rerun on another machine
 is checked against the committed file with `compare_headlines` (``python -m cpmi_lib.grid
@@ -24,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
+
+from cpmi_lib.report.claims import Claim
 
 FILENAME = "headline.json"
 FIELDS = ("value", "ci", "n")
@@ -118,14 +121,22 @@ def as_headline(name: object, entry: Headline | Mapping[str, Any], where: str = 
         raise HeadlineError(f"{at}headline {name!r}: {exc}") from None
 
 
-def put_entry(out: dict[str, Headline], name: str, value: Any, ci: Any, n: int) -> None:
-    """Add ``name`` to `out` unless its value is undefined in this run (None or NaN: left out,
-    not faked); a CI with an undefined end becomes None."""
+def put_entry(out: dict[str, Headline], claim: Claim, value: Any, ci: Any, n: int) -> None:
+    """Add the declared `claim`'s number to `out` (under its name) unless its value is undefined
+    in this run (None or NaN: left out, not faked); a CI with an undefined end becomes None.
+
+    A producer names its numbers only through `cpmi_lib.report.claims`: a bare string, or a claim
+    that lives in a table rather than in the headline file, is refused."""
+    if not isinstance(claim, Claim) or not claim.recorded:
+        raise HeadlineError(
+            f"{claim!r}: headline numbers are recorded under a declared claim of "
+            "cpmi_lib/report/claims.py (one with no table_row)"
+        )
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return
     if ci is not None and any(c is None or math.isnan(c) for c in ci):
         ci = None
-    out[name] = Headline(float(value), tuple(ci) if ci is not None else None, int(n))
+    out[claim.name] = Headline(float(value), tuple(ci) if ci is not None else None, int(n))
 
 
 def _headline_path(path: str | os.PathLike[str]) -> Path:

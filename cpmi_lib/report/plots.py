@@ -95,8 +95,9 @@ def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float]]
 
 
 def cpmi_vs_mc_scatter(steps: pd.DataFrame, reference: str) -> plt.Figure:
-    """CPMI against MC value per step (`Experiment.step_scores`), coloured by the reference
-    label; right and wrong steps are nudged apart vertically so that MC's ties stay visible."""
+    """CPMI against MC value per step (`studies.label_quality.step_scores`), coloured by the
+    reference label; right and wrong steps are nudged apart vertically so that MC's ties stay
+    visible."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for ok, group in steps.groupby("reference"):
         ax.scatter(

@@ -1,5 +1,7 @@
-"""`results/README.md`: each claim of the paper next to the suite's measured number, its CI and the
-figure that shows it, generated from the tables the notebooks wrote."""
+"""`results/README.md`: each claim next to the paper's number (where the paper has one), the
+suite's measured number with its CI and the figure that shows it, rendered from the declared claims
+(`cpmi_lib.report.claims`, in their order) and the numbers the notebooks wrote: `headline.json`,
+and the tables for claims that live in one."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from cpmi_lib.report import claims as C
+from cpmi_lib.report.claims import Claim, Family
 from cpmi_lib.report.headline import FILENAME as HEADLINE_FILE
 from cpmi_lib.report.headline import Headline, read_headline
 
@@ -39,17 +43,12 @@ def write_results_readme(
         "| claim of the paper | paper | measured here | figure |",
         "| --- | --- | --- | --- |",
     ]
-    cost = tables / "label_cost_vs_paper.csv"  # absent where only some notebooks ran (seeds)
-    claims = pd.read_csv(cost) if cost.exists() else pd.DataFrame()
-    for row in claims.itertuples(index=False):
-        lines.append(f"| CPMI vs MC: {row.claim} | {row.paper:+.0%} | {row.measured:+.1%} | — |")
     headline_path = results / HEADLINE_FILE
     headline = read_headline(headline_path) if headline_path.exists() else {}
-    if headline:
-        lines += _headline_rows(headline, figures, rel)
+    lines += _claim_rows(headline, tables, figures, rel)
     # Without the instrument's numbers (the hub track records none: no exact truth), the PRM
     # rows come from the notebooks' tables.
-    if "cpmi_prm_f1" not in headline and (tables / "processbench.csv").exists():
+    if C.PRM_F1["cpmi"].name not in headline and (tables / "processbench.csv").exists():
         lines += _table_rows(tables, figures, rel)
     if headline:
         lines += _instrument_notes(headline)
@@ -64,126 +63,74 @@ def write_results_readme(
     return out
 
 
-#: The headline numbers the claims table shows, in order: (name, claim, figure). Names with a
-#: ``{n}`` take the largest Best-of-N.
-HEADLINE_CLAIMS = (
-    (
-        "best_labeler_cpmi_auroc_vs_truth",
-        "best labeler (chosen on dev): CPMI step AUROC vs exact truth",
-        "labeler_axis",
-    ),
-    (
-        "best_labeler_cpmi_auroc_within_position",
-        "best labeler: CPMI step AUROC within step position",
-        "labeler_axis",
-    ),
-    (
-        "best_labeler_mc_auroc_vs_truth",
-        "best labeler: MC step AUROC vs exact truth",
-        "labeler_axis",
-    ),
-    (
-        "best_labeler_cpmi_prm_f1",
-        "best labeler: F1 of the PRM from its CPMI labels",
-        "labeler_prms",
-    ),
-    ("best_labeler_mc_prm_f1", "best labeler: F1 of the PRM from its MC labels", "labeler_prms"),
-    (
-        "best_labeler_budget_cpmi_prm_f1",
-        "best labeler, equal budget: F1 of the PRM from its CPMI labels",
-        "labeler_prms",
-    ),
-    (
-        "best_labeler_budget_cpmi_vs_mc_p",
-        "best labeler, equal budget: CPMI vs MC PRM, Best-of-N exact McNemar p",
-        "labeler_prms",
-    ),
-    ("truth_prm_f1", "PRM from exact truth: ProcessBench-style F1 (τ from dev)", "processbench_f1"),
-    ("cpmi_prm_f1", "PRM from CPMI labels: F1", "processbench_f1"),
-    ("mc_prm_f1", "PRM from MC labels: F1", "processbench_f1"),
-    ("position_prm_f1", "PRM from position-only labels (floor): F1", "processbench_f1"),
-    ("truth_prm_bon{n}", "truth PRM: Best-of-{n} (aggregation chosen on dev)", "best_of_n_truth"),
-    ("majority_bon{n}", "majority vote: Best-of-{n}", "best_of_n_truth"),
-    ("random_bon{n}", "random pick: Best-of-{n}", "best_of_n_truth"),
-    ("truth_prm_vs_majority_p", "truth PRM vs majority: exact McNemar p", "best_of_n_truth"),
-    ("cpmi_auroc_vs_truth", "CPMI labels: step AUROC vs exact truth", "auroc_within_position"),
-    (
-        "cpmi_auroc_vs_truth_within_position",
-        "CPMI labels: step AUROC within step position",
-        "auroc_within_position",
-    ),
-    ("mc_auroc_vs_truth", "MC labels: step AUROC vs exact truth", "auroc_within_position"),
-    (
-        "position_auroc_vs_truth",
-        "position-only labels: step AUROC vs exact truth",
-        "auroc_within_position",
-    ),
-    (
-        "budget_mc_seconds",
-        "equal budget: MC's labeling seconds (base set)",
-        "budget_quality_vs_seconds",
-    ),
-    ("budget_mc_trajectories", "equal budget: MC's trajectories", "budget_quality_vs_seconds"),
-    (
-        "budget_cpmi_trajectories",
-        "equal budget: CPMI's trajectories in MC's time",
-        "budget_quality_vs_seconds",
-    ),
-    ("budget_mc_prm_f1", "equal budget: F1 of the MC PRM", "budget_quality_vs_seconds"),
-    ("budget_cpmi_prm_f1", "equal budget: F1 of the CPMI PRM", "budget_quality_vs_seconds"),
-    (
-        "budget_cpmi_vs_mc_p",
-        "equal budget: CPMI vs MC PRM, Best-of-N exact McNemar p",
-        "budget_quality_vs_seconds",
-    ),
-    (
-        "real_gsm8k_cpmi_auroc_vs_correct",
-        "real GSM8K, SmolLM2-135M zero-shot: solution AUROC of step CPMI (min) vs is_correct",
-        "real_gsm8k_verifier",
-    ),
-    ("real_gsm8k_bo4_cpmi", "real GSM8K: Best-of-4 by CPMI (min step)", "real_gsm8k_verifier"),
-    ("real_gsm8k_bo4_majority", "real GSM8K: Best-of-4 by majority vote", "real_gsm8k_verifier"),
-    ("real_gsm8k_bo4_random", "real GSM8K: Best-of-4 by a random pick", "real_gsm8k_verifier"),
-    ("real_gsm8k_pass4", "real GSM8K: oracle (pass@4)", "real_gsm8k_verifier"),
-)
+def _measured(claim: Claim, headline: dict[str, Headline], tables: Path) -> Headline | None:
+    """The claim's number: its `results/headline.json` entry, or its row of its table (column
+    ``measured``, no CI, n unknown: 0); None where this run did not produce it (e.g. a seed run
+    writes no label-cost table) or it is undefined (an empty cell: left out, like `put_entry`)."""
+    if claim.recorded:
+        return headline.get(claim.name)
+    path = tables / f"{claim.table}.csv"
+    if not path.exists():
+        return None
+    rows = pd.read_csv(path).set_index("claim")
+    if claim.table_row not in rows.index or pd.isna(rows.loc[claim.table_row, "measured"]):
+        return None
+    return Headline(float(rows.loc[claim.table_row, "measured"]), None, 0)
+
+
+def _shown(h: Headline, style: str) -> str:
+    if style == "count":
+        return f"{h.value:,.0f} (n = {h.n:,})"
+    if style == "p":
+        return f"{h.value:.3g} (n = {h.n:,})"
+    if style == "saving":
+        return f"{h.value:+.1%}"
+    return f"{_fmt_ci(h.value, *(h.ci or (None, None)))} (n = {h.n:,})"
+
+
+def _claim_rows(headline: dict[str, Headline], tables: Path, figures: Path, rel: str) -> list[str]:
+    """The claims table's rows: every declared claim with a README row (`Claim.row`) that this
+    run measured, in `claims.CLAIMS`' order; a family shows its largest value present."""
+    rows = []
+    for entry in C.CLAIMS:
+        if isinstance(entry, Family):
+            value = entry.largest(headline)
+            claim = None if value is None else entry[value]
+        else:
+            claim = entry
+        if claim is None or not claim.row:
+            continue
+        h = _measured(claim, headline, tables)
+        if h is None:
+            continue
+        paper = "—" if claim.paper is None else f"{claim.paper:+.0%}"
+        figure = "—" if claim.figure is None else _link(figures, rel, claim.figure)
+        rows.append(f"| {claim.text} | {paper} | {_shown(h, claim.style)} | {figure} |")
+    return rows
 
 
 def _bon_n(headline: dict[str, Headline]) -> int | None:
-    ns = [int(k[len("truth_prm_bon") :]) for k in headline if k.startswith("truth_prm_bon")]
-    return max(ns) if ns else None
-
-
-def _headline_rows(headline: dict[str, Headline], figures: Path, rel: str) -> list[str]:
-    """The claims table's rows read from `results/headline.json` (the same numbers)."""
-    n = _bon_n(headline)
-    rows = []
-    for key, claim, figure in HEADLINE_CLAIMS:
-        name = key.format(n=n)
-        if name not in headline:
-            continue
-        h = headline[name]
-        value = _fmt_ci(h.value, *(h.ci or (None, None)))
-        if name.startswith("budget_") and name.endswith(("seconds", "trajectories")):
-            value = f"{h.value:,.0f}"
-        elif name.endswith("_p"):
-            value = f"{h.value:.3g}"
-        rows.append(
-            f"| {claim.format(n=n)} | — | {value} (n = {h.n:,}) | {_link(figures, rel, figure)} |"
-        )
-    return rows
+    """The Best-of-N size the headline reports (the truth PRM's largest)."""
+    n = C.TRUTH_PRM_BON.largest(headline)
+    return None if n is None else int(n)
 
 
 def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
     """What the instrument can and cannot tell, read off the same numbers."""
     n = _bon_n(headline)
-    get = headline.get
+
+    def get(claim: Claim | Family) -> Headline | None:
+        if isinstance(claim, Family):  # at the reported Best-of-N size
+            return None if n is None else headline.get(claim[n].name)
+        return headline.get(claim.name)
+
     out = ["", "## What this run can and cannot tell", ""]
     truth, majority, p = (
-        get("truth_prm_f1"),
-        get(f"majority_bon{n}"),
-        get("truth_prm_vs_majority_p"),
+        get(C.PRM_F1["truth"]),
+        get(C.BASELINE_BON["majority"]),
+        get(C.TRUTH_PRM_VS_MAJORITY_P),
     )
-    bon = get(f"truth_prm_bon{n}")
+    bon = get(C.TRUTH_PRM_BON)
     if truth is not None:
         verdict = "reaches" if truth.value >= 0.80 else "misses"
         out.append(
@@ -198,8 +145,8 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
             f"p = {p.value:.3g}, {sig} at 0.05): the instrument can rank label sources by the "
             "PRMs they train only as far as such gaps exceed the CIs."
         )
-    pos, cpmi = get("position_auroc_vs_truth"), get("cpmi_auroc_vs_truth")
-    within = get("cpmi_auroc_vs_truth_within_position")
+    pos, cpmi = get(C.AUROC_VS_TRUTH["position"]), get(C.AUROC_VS_TRUTH["cpmi"])
+    within = get(C.CPMI_AUROC_WITHIN_POSITION)
     if pos is not None and cpmi is not None:
         out.append(
             f"- **Position.** Knowing only where a step is scores AUROC {pos.value:.3f}; CPMI "
@@ -208,18 +155,18 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
             + ". A pooled AUROC below the position labeler's says nothing about the steps "
             "themselves."
         )
-    cf, mf, bp = get("budget_cpmi_prm_f1"), get("budget_mc_prm_f1"), get("budget_cpmi_vs_mc_p")
-    if cf is not None and mf is not None and bp is not None:
+    cf, mf, bp = get(C.BUDGET_CPMI_PRM_F1), get(C.BUDGET_MC_PRM_F1), get(C.BUDGET_CPMI_VS_MC_P)
+    ct, mt = get(C.BUDGET_CPMI_TRAJECTORIES), get(C.BUDGET_MC_TRAJECTORIES)
+    if cf is not None and mf is not None and bp is not None and ct is not None and mt is not None:
         out.append(
-            f"- **Equal budget.** In MC's labeling time CPMI labeled "
-            f"{get('budget_cpmi_trajectories').value:,.0f} trajectories vs MC's "
-            f"{get('budget_mc_trajectories').value:,.0f}; their PRMs score F1 {cf.value:.3f} vs "
+            f"- **Equal budget.** In MC's labeling time CPMI labeled {ct.value:,.0f} "
+            f"trajectories vs MC's {mt.value:,.0f}; their PRMs score F1 {cf.value:.3f} vs "
             f"{mf.value:.3f} (Best-of-{n} McNemar p = {bp.value:.3g})."
         )
     bc, bw, bm = (
-        get("best_labeler_cpmi_auroc_vs_truth"),
-        get("best_labeler_cpmi_auroc_within_position"),
-        get("best_labeler_mc_auroc_vs_truth"),
+        get(C.BEST_LABELER_CPMI_AUROC),
+        get(C.BEST_LABELER_CPMI_WITHIN),
+        get(C.BEST_LABELER_MC_AUROC),
     )
     if bc is not None and bm is not None and cpmi is not None:
         out.append(
@@ -230,8 +177,8 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
             + f" vs {cpmi.value:.3f} with the policy LM as labeler, and MC's from the same "
             f"labeler {bm.value:.3f}."
         )
-    bcf, bmf = get("best_labeler_cpmi_prm_f1"), get("best_labeler_mc_prm_f1")
-    bbf, bbp = get("best_labeler_budget_cpmi_prm_f1"), get("best_labeler_budget_cpmi_vs_mc_p")
+    bcf, bmf = get(C.BEST_LABELER_PRM_F1["cpmi"]), get(C.BEST_LABELER_PRM_F1["mc"])
+    bbf, bbp = get(C.BEST_LABELER_PRM_F1["budget_cpmi"]), get(C.BEST_LABELER_P["budget_cpmi_vs_mc"])
     if bcf is not None and bmf is not None:
         out.append(
             f"  Its PRMs score F1 {bcf.value:.3f} (CPMI labels, base set) and {bmf.value:.3f} "
@@ -244,10 +191,8 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
             )
             + " ([`labeler_prms`](tables/labeler_prms.md))."
         )
-    rc, rb, rm, rr, ro = (
-        get(f"real_gsm8k_{k}")
-        for k in ("cpmi_auroc_vs_correct", "bo4_cpmi", "bo4_majority", "bo4_random", "pass4")
-    )
+    real = (C.REAL_CPMI_AUROC, C.REAL_BO4_CPMI, C.REAL_BO4_MAJORITY, C.REAL_BO4_RANDOM)
+    rc, rb, rm, rr, ro = (get(c) for c in (*real, C.REAL_PASS4))
     if rc is not None and rb is not None and rm is not None:
         out.append(
             f"- **Real text.** On {rb.n} GSM8K test problems with GPT-3's four solutions each, "

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cpmi_lib.core.costs import Costs
 from cpmi_lib.eval.best_of_n import compare
+from cpmi_lib.report.claims import GENERATED_TOKENS, LABELING_TIME
 
 
 def save_table(df: pd.DataFrame, name: str, results_dir: str | os.PathLike[str]) -> Path:
@@ -73,7 +75,52 @@ def processbench_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-#: The scores `Experiment.label_quality` rates, with their table labels.
+#: The ``label_cost`` table's rows: a `Costs.per_step` field and its label.
+COST_ROWS = (
+    ("wall_seconds", "seconds"),
+    ("generated_tokens", "generated tokens"),
+    ("forward_tokens", "forward tokens"),
+    ("flops", "FLOPs"),
+)
+
+
+def label_cost_table(costs: Mapping[str, Costs]) -> pd.DataFrame:
+    """CPMI's and MC's labeling cost per labeled step (`COST_ROWS`) and CPMI's saving, then both
+    runs' peak RSS, from the total `Costs` of each method's labels (keys ``cpmi`` and ``mc``)."""
+    per_step = {m: costs[m].per_step() for m in ("cpmi", "mc")}
+    rows = []
+    for key, label in COST_ROWS:
+        c, m = per_step["cpmi"][key], per_step["mc"][key]
+        saving = 1 - c / m if m else float("nan")
+        rows.append({"per labeled step": label, "CPMI": c, "MC": m, "CPMI saving": saving})
+    rss = {m: costs[m].peak_rss_bytes / 2**20 for m in ("cpmi", "mc")}
+    rows.append(
+        {
+            "per labeled step": "peak RSS (MiB, whole run)",
+            "CPMI": rss["cpmi"],
+            "MC": rss["mc"],
+            "CPMI saving": float("nan"),
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+#: The paper's cost claims, each with the row of the ``label_cost`` table that measures it.
+COST_CLAIMS = ((LABELING_TIME, "seconds"), (GENERATED_TOKENS, "generated tokens"))
+
+
+def label_cost_vs_paper(cost: pd.DataFrame) -> pd.DataFrame:
+    """The paper's cost claims (`cpmi_lib.report.claims`) next to the measured change, from the
+    ``label_cost`` table (column ``per labeled step``, CPMI's saving over MC)."""
+    saving = cost.set_index("per labeled step")["CPMI saving"]
+    rows = [
+        {"claim": claim.table_row, "paper": claim.paper, "measured": -saving[row]}
+        for claim, row in COST_CLAIMS
+    ]
+    return pd.DataFrame(rows)
+
+
+#: The scores `studies.label_quality.label_quality` rates, with their table labels.
 QUALITY_SCORES = {
     "cpmi": "CPMI",
     "gold_term": "CPMI gold term",
@@ -85,7 +132,7 @@ QUALITY_SCORES = {
 
 def label_quality_table(quality: Mapping[str, Any]) -> pd.DataFrame:
     """AUROC with CI of each score against the reference labels, then the CPMI–MC rank
-    correlations (in the AUROC column), from `Experiment.label_quality`."""
+    correlations (in the AUROC column), from `studies.label_quality.label_quality`."""
     rows = []
     for key, label in QUALITY_SCORES.items():
         a = quality[f"auroc_{key}"]

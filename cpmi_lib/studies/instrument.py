@@ -1,6 +1,6 @@
 """The instrument's controls and comparisons on top of the PRM experiment (`prm_experiment`).
 
-- The budget (`Experiment.budget_plan`): the wall-clock time MC (N rollouts) took on the base
+- The budget (`studies.budget.budget_plan`): the wall-clock time MC (N rollouts) took on the base
   training set, read from the cost meter of the same run; CPMI gets as many trajectories as fit in
   that time at the rate it labeled the base set (the base set first, then the extra samples).
 - `budget_comparison`: PRMs from MC labels of the base set, CPMI labels of the base set and of the
@@ -26,9 +26,11 @@ import pandas as pd
 from cpmi_lib.core.trajectory import read_trajectories
 from cpmi_lib.eval.best_of_n import compare
 from cpmi_lib.experiment.stages import BUDGET, Experiment, parse_prm_name
-from cpmi_lib.labeling.label_file import read_labels, total_costs
+from cpmi_lib.labeling.label_results import read_labels, total_costs
 from cpmi_lib.labeling.position import cross_fit_scores, position_auroc
+from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
+from cpmi_lib.studies.budget import budget_plan, budget_size
 
 #: The PRMs of the equal-budget comparison, in table order.
 BUDGET_PRMS = ("mc", "cpmi", f"cpmi@{BUDGET}", "truth", f"truth@{BUDGET}")
@@ -74,11 +76,11 @@ def budget_prms(exp: Experiment) -> tuple[str, ...]:
 def budget_comparison(exp: Experiment, names: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per PRM of `names` (default: `budget_prms`): trajectories, labeling seconds, F1,
     Best-of-N."""
-    plan = exp.budget_plan()
+    plan = budget_plan(exp)
     rows = []
     for name in budget_prms(exp) if names is None else names:
         source, size = parse_prm_name(name)
-        n = exp.budget_size() if size == BUDGET else plan["mc_trajectories"]
+        n = budget_size(exp) if size == BUDGET else plan["mc_trajectories"]
         seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
         rows.append(
             {"labels": source, "set": size, "trajectories": n, "label_seconds": seconds}
@@ -91,6 +93,7 @@ def budget_tests(exp: Experiment) -> dict[str, Any]:
     """Exact McNemar at the largest N: CPMI at budget vs MC, and CPMI at budget vs CPMI base
     (each PRM with its own dev-chosen aggregation)."""
     n = max(exp.cfg.bon_ns)
+    budget_plan(exp)  # sizes the cpmi@budget set
     out = {}
     for a, b in ((f"cpmi@{BUDGET}", "mc"), (f"cpmi@{BUDGET}", "cpmi"), ("cpmi", "mc")):
         res = compare(exp.best_of_n(a), exp.bon_method(a), exp.best_of_n(b), exp.bon_method(b), n)
@@ -101,8 +104,8 @@ def budget_tests(exp: Experiment) -> dict[str, Any]:
 def learning_curve(exp: Experiment) -> pd.DataFrame:
     """The truth PRM at each of `curve_sizes` (those below the budget set's size) and at the
     budget set: F1 and Best-of-N with CIs."""
-    n_budget = exp.budget_size()
-    n_base = exp.budget_plan()["mc_trajectories"]
+    n_budget = budget_size(exp)
+    n_base = budget_plan(exp)["mc_trajectories"]
     sizes = sorted({n for n in exp.cfg.curve_sizes if n < n_budget})
     # a size equal to the base set's is the base truth PRM itself: not trained twice
     names = ["truth" if n == n_base else f"truth@{n}" for n in sizes] + [f"truth@{BUDGET}"]
@@ -162,11 +165,12 @@ def headline_entries(
     out: dict[str, Headline] = {}
     rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
     for name, r in rows.items():
-        put_entry(out, f"{name}_prm_f1", r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
+        f1 = claims.PRM_F1[name]
+        put_entry(out, f1, r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
     truth = rows["truth"]
     put_entry(
         out,
-        f"truth_prm_bon{n}",
+        claims.TRUTH_PRM_BON[n],
         truth[f"bon{n}"],
         tuple(truth[f"bon{n}_ci"]),
         truth["bon_problems"],
@@ -176,7 +180,7 @@ def headline_entries(
         r = curves.loc[(method, n)]
         put_entry(
             out,
-            f"{method}_bon{n}",
+            claims.BASELINE_BON[method][n],
             float(r["accuracy"]),
             (float(r["ci_low"]), float(r["ci_high"])),
             int(r["n_problems"]),
@@ -184,27 +188,29 @@ def headline_entries(
     vs = compare(
         exp.best_of_n("truth"), truth["bon_method_from_dev"], exp.best_of_n("truth"), "majority", n
     )
-    put_entry(out, "truth_prm_vs_majority_p", vs.p_value, None, truth["bon_problems"])
+    put_entry(out, claims.TRUTH_PRM_VS_MAJORITY_P, vs.p_value, None, truth["bon_problems"])
     quality = quality.set_index("scores")
     for source in ("cpmi", "mc", "position"):
         q = quality.loc[f"{source} labels"]
-        put_entry(out, f"{source}_auroc_vs_truth", q["auroc_pooled"], None, int(q["steps"]))
+        auroc = claims.AUROC_VS_TRUTH[source]
+        put_entry(out, auroc, q["auroc_pooled"], None, int(q["steps"]))
     q = quality.loc["cpmi labels"]
     ci = tuple(q["within_ci"]) if q["within_ci"] is not None else None
-    put_entry(
-        out, "cpmi_auroc_vs_truth_within_position", q["auroc_within_position"], ci, int(q["steps"])
-    )
-    plan = exp.budget_plan()
-    put_entry(out, "budget_mc_seconds", plan["mc_seconds"], None, plan["mc_trajectories"])
-    put_entry(out, "budget_mc_trajectories", plan["mc_trajectories"], None, plan["mc_trajectories"])
-    n_budget = exp.budget_size()
-    put_entry(out, "budget_cpmi_trajectories", n_budget, None, n_budget)
+    within = claims.CPMI_AUROC_WITHIN_POSITION
+    put_entry(out, within, q["auroc_within_position"], ci, int(q["steps"]))
+    plan = budget_plan(exp)
+    mc_n = plan["mc_trajectories"]
+    put_entry(out, claims.BUDGET_MC_SECONDS, plan["mc_seconds"], None, mc_n)
+    put_entry(out, claims.BUDGET_MC_TRAJECTORIES, mc_n, None, mc_n)
+    n_budget = budget_size(exp)
+    put_entry(out, claims.BUDGET_CPMI_TRAJECTORIES, n_budget, None, n_budget)
     table = budget.set_index("prm")
-    for key, name in (("budget_cpmi_prm_f1", f"cpmi@{BUDGET}"), ("budget_mc_prm_f1", "mc")):
+    by_prm = {f"cpmi@{BUDGET}": claims.BUDGET_CPMI_PRM_F1, "mc": claims.BUDGET_MC_PRM_F1}
+    for name, claim in by_prm.items():
         r = table.loc[name]
-        put_entry(out, key, r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
+        put_entry(out, claim, r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
     test = tests[f"cpmi@{BUDGET} vs mc"]
-    put_entry(out, "budget_cpmi_vs_mc_p", test["p_value"], None, truth["bon_problems"])
+    put_entry(out, claims.BUDGET_CPMI_VS_MC_P, test["p_value"], None, truth["bon_problems"])
     return out
 
 

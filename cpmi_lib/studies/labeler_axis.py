@@ -37,10 +37,12 @@ import pandas as pd
 
 from cpmi_lib.eval.best_of_n import compare
 from cpmi_lib.experiment.config import Labeler
-from cpmi_lib.experiment.stages import BUDGET, Experiment, ExperimentConfig
+from cpmi_lib.experiment.stages import BUDGET, Experiment, ExperimentConfig, parse_prm_name
 from cpmi_lib.labeling.cpmi import context_logprobs, cpmi_step_scores
 from cpmi_lib.lm.default_lm import training_record
+from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
+from cpmi_lib.studies.budget import budget_plan
 from cpmi_lib.studies.instrument import benchmark_items, budget_comparison, prm_row
 from cpmi_lib.studies.labeler_skill import (
     AXIS_NEGATIVES,
@@ -209,22 +211,20 @@ def headline_entries(results: dict[str, dict[str, Any]]) -> dict[str, Headline]:
         name = row["labeler"]
         n_problems = results[name]["skill"]["n_problems"]
         steps = int(chosen_row(results[name])["steps"])
-        prefix = f"labeler_{name}"
-        put_entry(
-            out, f"{prefix}_anticipation", row["anticipation"], row["anticipation_ci"], n_problems
-        )
-        put_entry(
-            out, f"{prefix}_cpmi_auroc_vs_truth", row["cpmi_auroc"], row["cpmi_auroc_ci"], steps
-        )
-        put_entry(out, f"{prefix}_mc_auroc_vs_truth", row["mc_auroc"], None, steps)
-        put_entry(out, f"{prefix}_cpmi_seconds_per_step", row["cpmi_seconds_per_step"], None, steps)
-        put_entry(out, f"{prefix}_mc_seconds_per_step", row["mc_seconds_per_step"], None, steps)
+        for family, value, ci, count in (
+            (claims.LABELER_ANTICIPATION, row["anticipation"], row["anticipation_ci"], n_problems),
+            (claims.LABELER_CPMI_AUROC, row["cpmi_auroc"], row["cpmi_auroc_ci"], steps),
+            (claims.LABELER_MC_AUROC, row["mc_auroc"], None, steps),
+            (claims.LABELER_CPMI_SECONDS, row["cpmi_seconds_per_step"], None, steps),
+            (claims.LABELER_MC_SECONDS, row["mc_seconds_per_step"], None, steps),
+        ):
+            put_entry(out, family[name], value, ci, count)
     best = best_labeler(results)
     cpmi, mc = chosen_row(results[best]), mc_row(results[best])
     n = int(cpmi["steps"])
-    put_entry(out, "best_labeler_cpmi_auroc_vs_truth", cpmi["auroc"], cpmi["auroc_ci"], n)
-    put_entry(out, "best_labeler_cpmi_auroc_within_position", cpmi["within"], cpmi["within_ci"], n)
-    put_entry(out, "best_labeler_mc_auroc_vs_truth", mc["auroc"], mc["auroc_ci"], n)
+    put_entry(out, claims.BEST_LABELER_CPMI_AUROC, cpmi["auroc"], cpmi["auroc_ci"], n)
+    put_entry(out, claims.BEST_LABELER_CPMI_WITHIN, cpmi["within"], cpmi["within_ci"], n)
+    put_entry(out, claims.BEST_LABELER_MC_AUROC, mc["auroc"], mc["auroc_ci"], n)
     return out
 
 
@@ -261,6 +261,8 @@ def labeler_prms(
     }
     for exp in exps.values():
         for name in LABELER_PRMS:
+            if parse_prm_name(name)[1] == BUDGET:
+                budget_plan(exp)  # sizes the budget-matched set, measured once
             exp.train(name)
     return exps
 
@@ -305,10 +307,11 @@ def prm_headline(
     for key, name in (("cpmi", "cpmi"), ("mc", "mc"), ("budget_cpmi", f"cpmi@{BUDGET}")):
         r = prm_row(best, name)
         n_items = benchmark_items(best, name)
-        put_entry(out, f"best_labeler_{key}_prm_f1", r["f1"], tuple(r["f1_ci"]), n_items)
+        f1 = claims.BEST_LABELER_PRM_F1[key]
+        put_entry(out, f1, r["f1"], tuple(r["f1_ci"]), n_items)
     n = prm_row(best, "cpmi")["bon_problems"]
     for key in ("budget_cpmi_vs_mc", "cpmi_vs_policy_cpmi"):
-        put_entry(out, f"best_labeler_{key}_p", tests[key]["p_value"], None, n)
+        put_entry(out, claims.BEST_LABELER_P[key], tests[key]["p_value"], None, n)
     return out
 
 

@@ -27,12 +27,21 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cpmi_lib.core.costs import CostMeter
-from cpmi_lib.core.stats import auroc_ci, bootstrap_ci
+from cpmi_lib.core.intervals import Resampling, interval
+from cpmi_lib.core.roc import auroc_ci
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories
-from cpmi_lib.data.world import Problem, corrupt
+from cpmi_lib.data.world import Problem
+from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.experiment.stages import Experiment
-from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, answer_deltas, cpmi_requests
-from cpmi_lib.labeling.label_file import read_labels, total_costs, trajectory_seed
+from cpmi_lib.labeling.cpmi import (
+    VARIANTS,
+    CPMIConfig,
+    answer_deltas,
+    combine_terms,
+    cpmi_requests,
+)
+from cpmi_lib.labeling.label_file import trajectory_seed
+from cpmi_lib.labeling.label_results import read_labels, total_costs
 from cpmi_lib.labeling.negatives import negatives_for_trajectory
 from cpmi_lib.labeling.position import position_auroc
 from cpmi_lib.lm.logprob import packed_logprobs
@@ -74,7 +83,7 @@ def anticipation_skill(
     LP with ``length_norm="mean"``).
 
     Contexts: the gold solution's prefixes with k = 0..S steps (``case="correct"``, answer the
-    gold; ``remaining`` = S − k), and a corrupted solution (`world.corrupt`, one seeded error per
+    gold; ``remaining`` = S − k), and a corrupted solution (`corrupt`, one seeded error per
     problem) up to and including its first wrong step (``case="after error"``; answers the gold
     and the wrong chain's final answer)."""
     rng = random.Random(seed)
@@ -141,7 +150,7 @@ def skill_summary(skill: pd.DataFrame, *, seed: int = 0) -> dict[str, Any]:
     correct = skill[(skill["case"] == "correct") & (skill["answer"] == "gold")]
     early = correct[correct["remaining"] >= 1]
     per_problem = early.groupby("problem_id")["p_answer"].mean()
-    lo, hi = bootstrap_ci(per_problem.to_numpy(), seed=seed)
+    lo, hi = interval(np.mean, per_problem.to_numpy(), Resampling(seed=seed))
     out: dict[str, Any] = {
         "anticipation": float(per_problem.mean()),
         "anticipation_ci": [lo, hi],
@@ -178,7 +187,7 @@ class StepTerms:
     negatives: np.ndarray  # (steps, negatives)
 
     def cpmi(self, m: int, neg_weight: float = 1.0) -> np.ndarray:
-        return self.gold - neg_weight * self.negative_term(m)
+        return combine_terms(self.gold, self.negative_term(m), neg_weight)
 
     def negative_term(self, m: int) -> np.ndarray:
         if self.negatives.shape[1] == 0:
@@ -260,7 +269,8 @@ def _auroc_row(
     res = position_auroc(trajs, [list(map(float, s)) for s in scores], seed=seed)
     flat = [float(x) for s in scores for x in s]
     truth = [bool(x) for t in trajs for x in (t.step_labels or [])]
-    ci = list(auroc_ci(flat, truth, seed=seed)) if res["auroc_pooled"] is not None else None
+    defined = res["auroc_pooled"] is not None
+    ci = list(auroc_ci(flat, truth, Resampling(seed=seed))) if defined else None
     return {
         "steps": res["n_steps"],
         "auroc": res["auroc_pooled"],

@@ -32,8 +32,9 @@ import pandas as pd
 
 from cpmi_lib.core.answers import answers_equivalent
 from cpmi_lib.core.costs import Costs
+from cpmi_lib.core.intervals import Resampling
 from cpmi_lib.core.paths import cache_root
-from cpmi_lib.core.stats import stratified_auroc, stratified_auroc_ci
+from cpmi_lib.core.roc import stratified_auroc, stratified_auroc_ci
 from cpmi_lib.core.text_format import CHAT_INSTRUCTIONS, chat_prompt_template
 from cpmi_lib.core.trajectory import RecordError, Trajectory, write_trajectories
 from cpmi_lib.data.loaders import GSM8K_DIR, GSM8K_SOLUTION_KEYS, load_gsm8k_model_solutions
@@ -46,8 +47,10 @@ from cpmi_lib.eval.best_of_n import (
     compare,
 )
 from cpmi_lib.labeling.cpmi import CPMIConfig, Variant
-from cpmi_lib.labeling.label_file import LabelConfig, describe_skip, label_file, read_labels
+from cpmi_lib.labeling.label_file import LabelConfig, label_file
+from cpmi_lib.labeling.label_results import describe_skip, read_labels
 from cpmi_lib.lm.load import ensure_smollm2, load_lm
+from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
 
 SOLUTIONS_FILE = "example_model_solutions.jsonl"
@@ -189,9 +192,9 @@ def auroc_table(frame: pd.DataFrame, seed: int = 0, n_resamples: int = 2000) -> 
         scores = frame[f"cpmi_{how}"].to_numpy(float)
         pooled = stratified_auroc(scores, truth, one).auroc
         within = stratified_auroc(scores, truth, problems)
-        kw = {"n_resamples": n_resamples, "seed": seed}
-        pooled_ci = _ci(pooled, scores, truth, one, problems, kw)
-        within_ci = _ci(within.auroc, scores, truth, problems, problems, kw)
+        options = Resampling(n_resamples=n_resamples, seed=seed)
+        pooled_ci = _ci(pooled, scores, truth, one, problems, options)
+        within_ci = _ci(within.auroc, scores, truth, problems, problems, options)
         rows.append(
             {
                 "aggregate": how,
@@ -217,11 +220,11 @@ def _ci(
     truth: np.ndarray,
     strata: np.ndarray,
     clusters: np.ndarray,
-    kw: dict[str, Any],
+    options: Resampling,
 ) -> tuple[float, float]:
     if value is None:
         return float("nan"), float("nan")
-    return stratified_auroc_ci(scores, truth, strata, clusters, **kw)
+    return stratified_auroc_ci(scores, truth, strata, clusters, options)
 
 
 def pools(frame: pd.DataFrame) -> list[Pool]:
@@ -295,21 +298,21 @@ def headline_entries(
     row = aurocs.set_index("aggregate").loc[cfg.selection]
     put_entry(
         out,
-        "real_gsm8k_cpmi_auroc_vs_correct",
+        claims.REAL_CPMI_AUROC,
         row["auroc"],
         (row["ci_low"], row["ci_high"]),
         int(row["n_solutions"]),
     )
     by = bo4.set_index("selector")
-    names = {
-        "real_gsm8k_bo4_cpmi": _selector_name(f"prm:{cfg.selection}"),
-        "real_gsm8k_bo4_majority": "majority vote",
-        "real_gsm8k_bo4_random": "random",
-        "real_gsm8k_pass4": "oracle (pass@4)",
+    selectors = {
+        claims.REAL_BO4_CPMI: _selector_name(f"prm:{cfg.selection}"),
+        claims.REAL_BO4_MAJORITY: "majority vote",
+        claims.REAL_BO4_RANDOM: "random",
+        claims.REAL_PASS4: "oracle (pass@4)",
     }
-    for name, selector in names.items():
+    for claim, selector in selectors.items():
         r = by.loc[selector]
-        put_entry(out, name, r["accuracy"], (r["ci_low"], r["ci_high"]), int(r["n_problems"]))
+        put_entry(out, claim, r["accuracy"], (r["ci_low"], r["ci_high"]), int(r["n_problems"]))
     return out
 
 

@@ -8,8 +8,11 @@ Each is scored by the ProcessBench-style F1 on the world benchmark: τ and the r
 chosen on the DEV benchmark (its F1 at its own τ is reported as ``dev_f1``); ``test_f1`` is the
 held-out number.
 
-Run: ``.venv/bin/python -m benchmarks.truth_prm [--recipes base mix ...]`` (the default LM must be
-trained or is trained first; sampling and each PRM take minutes on 2 CPU cores). Writes
+A study, not a speed benchmark: its numbers are what the README's diagnosis of the value head rests
+on. Every PRM is trained by `train_prm` and evaluated by `evaluate_prm`, like the experiment's.
+
+Run: ``.venv/bin/python -m cpmi_lib.studies.truth_prm [--recipes base mix ...]`` (the default LM
+must be trained or is trained first; sampling and each PRM take minutes on 2 CPU cores). Writes
 ``results/benchmarks/truth_prm.{json,md}``; recipes already measured are kept, so a run can add
 recipes one at a time.
 """
@@ -21,24 +24,27 @@ import json
 import random
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from cpmi_lib.core.stats import auroc
+from cpmi_lib.core.paths import RESULTS
+from cpmi_lib.core.roc import auroc
 from cpmi_lib.core.text_format import render_prompt
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
-from cpmi_lib.data.world import corrupt
 from cpmi_lib.data.world_data import build_world_files, load_benchmark, read_problems
-from cpmi_lib.eval.processbench import choose_threshold, evaluate_processbench, first_errors
-from cpmi_lib.experiment.stages import ExperimentConfig
+from cpmi_lib.data.world_errors import corrupt
+from cpmi_lib.eval.evaluate import PRMEvaluation, evaluate_prm
+from cpmi_lib.experiment.config import ExperimentConfig
 from cpmi_lib.lm.default_lm import DEFAULT_CACHE, ensure_default_lm
 from cpmi_lib.lm.load import load_lm
 from cpmi_lib.lm.sampling import SampleConfig, sample_solutions
-from cpmi_lib.prm.model import PRMConfig, encode_for_prm, load_prm, train_prm
+from cpmi_lib.prm.config import PRMConfig
+from cpmi_lib.prm.encoding import encode_for_prm
+from cpmi_lib.prm.model import load_prm
+from cpmi_lib.prm.train import train_prm
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "truth_prm"
+OUT = RESULTS / "benchmarks" / "truth_prm"
 WORK = DEFAULT_CACHE / "bench-truth-prm"
 
 
@@ -90,6 +96,28 @@ def lm_surprise(model, tok, trajs: list[Trajectory]) -> list[list[float]]:
     return out
 
 
+class LMSurprise:
+    """`lm_surprise` as a step scorer, so that `evaluate_prm` scores it like a trained PRM."""
+
+    def __init__(self, model, tok) -> None:
+        self.model, self.tok = model, tok
+
+    def predict(self, trajectories: list[Trajectory]) -> list[list[float]]:
+        return lm_surprise(self.model, self.tok, trajectories)
+
+
+def f1_of(evaluation: PRMEvaluation) -> dict[str, object]:
+    """The table's columns from one evaluation: τ and F1 from dev, the held-out test F1."""
+    test = evaluation.test
+    return {
+        "tau_from_dev": evaluation.threshold_from_dev,
+        "dev_f1": evaluation.dev_f1,
+        "test_f1": test.headline_f1,
+        "test_f1_ci": list(test.headline_ci),
+        "test_subset_f1": {k: m.f1 for k, m in test.subsets.items()},
+    }
+
+
 def _save(results: dict) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
@@ -114,7 +142,7 @@ def main() -> None:
     train_problems = read_problems(world / "problems-train.jsonl")
     lm_dir = ensure_default_lm(exp.lm)
     model, tok = load_lm(lm_dir)
-    bench = {split: load_benchmark(world, split) for split in ("dev", "test")}
+    bench_splits = (load_benchmark(world, "dev"), load_benchmark(world, "test"))
 
     def policy(split: str, n: int) -> list[Trajectory]:
         path = WORK / f"policy-{spec.key()}-{split}-{n}x{exp.samples_per_problem}.jsonl"
@@ -143,21 +171,6 @@ def main() -> None:
 
     dev = policy("dev", exp.dev_problems)
 
-    def f1_of(step_probs: dict[str, dict[str, list[list[float]]]]) -> dict[str, object]:
-        truth = {
-            split: {k: first_errors(v) for k, v in items.items()} for split, items in bench.items()
-        }
-        tau = choose_threshold(step_probs["dev"], truth["dev"])
-        dev_res = evaluate_processbench(step_probs["dev"], truth["dev"], tau, n_resamples=200)
-        test_res = evaluate_processbench(step_probs["test"], truth["test"], tau, seed=exp.seed)
-        return {
-            "tau_from_dev": tau,
-            "dev_f1": dev_res.headline_f1,
-            "test_f1": test_res.headline_f1,
-            "test_f1_ci": list(test_res.headline_ci),
-            "test_subset_f1": {k: m.f1 for k, m in test_res.subsets.items()},
-        }
-
     results = (
         json.loads(OUT.with_suffix(".json").read_text())
         if OUT.with_suffix(".json").exists()
@@ -165,16 +178,12 @@ def main() -> None:
     )
     if args.lm_surprise:
         start = time.perf_counter()
-        probs = {
-            split: {k: lm_surprise(model, tok, v) for k, v in items.items()}
-            for split, items in bench.items()
-        }
         results["lm-surprise (no training)"] = {
             "recipe": None,
             "train_trajectories": 0,
             "train_steps": 0,
             "best_dev_loss": None,
-            **f1_of(probs),
+            **f1_of(evaluate_prm(LMSurprise(model, tok), *bench_splits, seed=exp.seed)),
             # the policy's own mistakes: steps of its dev samples against their exact truth
             "policy_dev_step_auroc": auroc(
                 [x for scores in lm_surprise(model, tok, dev) for x in scores],
@@ -202,18 +211,15 @@ def main() -> None:
             [(t, [float(x) for x in t.step_labels]) for t in train],
             [(t, [float(x) for x in t.step_labels]) for t in dev],
             out,
-            cfg,
+            cfg,  # target "truth": the exact 0/1 step labels as they are
         )
-        prm = load_prm(out)
-        probs = {
-            split: {k: prm.predict(v) for k, v in items.items()} for split, items in bench.items()
-        }
+        evaluation = evaluate_prm(load_prm(out), *bench_splits, seed=exp.seed)
         results[name] = {
             "recipe": asdict(recipe),
             "train_trajectories": len(train),
             "train_steps": sum(t.n_steps for t in train),
             "best_dev_loss": result.best_eval_loss,
-            **f1_of(probs),
+            **f1_of(evaluation),
             "seconds": round(time.perf_counter() - start, 1),
         }
         print(name, json.dumps(results[name]), flush=True)
