@@ -1,0 +1,67 @@
+"""What every command shares: the default LM by name, one-line usage and runtime errors, checks
+of numbers and output paths."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def load_model(name: str, **kwargs):
+    """`load_lm`, where the name "default" means the embedded track's default LM (trained now if
+    the cache lacks it)."""
+    from cpmi_lib.lm.default_lm import ensure_default_lm
+    from cpmi_lib.lm.load import load_lm
+
+    return load_lm(ensure_default_lm() if name == "default" else name, **kwargs)
+
+
+class UsageError(Exception):
+    """A bad argument: reported as one line, exit code 2, before anything is loaded or written."""
+
+
+def runtime_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the input or of an output file that a command reports as one line, exit 1."""
+    from cpmi_lib.core.trajectory import RecordError
+    from cpmi_lib.labeling.runs import LabelFileError
+    from cpmi_lib.lm.logprob import SequenceTooLongError
+
+    return (LabelFileError, RecordError, SequenceTooLongError, FileExistsError)
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def check_finite(option: str, value: float, *, positive: bool = False) -> None:
+    import math
+
+    if not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+    if positive and not value > 0:
+        raise UsageError(f"{option} must be > 0, got {value}")
+
+
+def check_output_path(out: Path, option: str = "--out") -> None:
+    """An output file path: not a directory, and its first existing ancestor is a directory (the
+    missing ones are made)."""
+    if out.is_dir():
+        raise UsageError(
+            f"{option} {out} is a directory; give a file path (e.g. {out}/labels.jsonl)"
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {out}: {parent} is not a directory")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    import os
+
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
