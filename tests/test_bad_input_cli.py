@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from cpmi_lib import cli
+from cpmi_lib.cli import label as label_command
 from cpmi_lib.data.world import build_world
 from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.labeling.cpmi import CPMIConfig
@@ -70,7 +71,7 @@ def no_model(monkeypatch):
     def load(*a, **kw):
         raise AssertionError("the model was loaded before the argument error was found")
 
-    monkeypatch.setattr(cli, "_load_model", load)
+    monkeypatch.setattr(label_command, "load_model", load)
 
 
 def label_args(inp: Path, out: Path, *extra, model="tiny") -> list:
