@@ -34,7 +34,7 @@ from cpmi_lib.report.headline import FILENAME, Headline, read_headline
 
 #: The notebooks that record `results/headline.json` numbers: a seed runs only these (they train
 #: and sample everything the headline needs through the experiment's cache), not the whole grid.
-HEADLINE_NOTEBOOKS = ("instrument", "labelers")
+HEADLINE_NOTEBOOKS = ("instrument", "labelers", "decisive")
 #: Notebooks whose headline numbers no experiment seed changes (fixed data, deterministic
 #: scoring, no sampling): a seed does not rerun them, and their names read "not rerun".
 SEED_FREE_NOTEBOOKS = ("real_gsm8k_verifier",)

@@ -55,9 +55,17 @@ EXPECTED_TABLES = {
     "real_gsm8k_bo4",
     "real_gsm8k_mcnemar",
     "real_gsm8k_setup",
+    "decisive",
+    "decisive_paired",
+    "decisive_bon",
+    "auroc_within_wrong_answers",
 }
 #: Tables that need the exact step truth: the paper track has none.
 TRUTH_ONLY = {
+    "decisive",
+    "decisive_paired",
+    "decisive_bon",
+    "auroc_within_wrong_answers",
     "truth_prm_data_curve",
     "auroc_within_position",
     "labeler_axis",
@@ -69,6 +77,7 @@ TRUTH_ONLY = {
     "best_of_n_position",
 }
 EXPECTED_FIGURES = {
+    "decisive",
     "explore_single_problem",
     "label_quality_scatter",
     "train_prm_learning_curves",
@@ -92,17 +101,20 @@ EXPECTED_FIGURES = {
 #: per preset, `ExperimentConfig.key()` (a hash of its `to_dict`, so of every cache key), a hash
 #: of its notebooks and their parameters in order, and one of its labeler axis. Nothing measured
 #: may move: a change here moves cached stages and must regenerate the committed results.
+#: Issue 21 added the `decisive` notebook after `labelers` in every preset (the notebook digests).
 PINNED = {
-    "smoke": ("2192cae66fce", "db04e157e7c1", "1d2a27341110"),
-    "default": ("a98f37190d29", "2aa122e8e7b9", "4aee3bfa8840"),
-    "paper-smoke": ("617272834351", "f62f23403143", "1d2a27341110"),
-    "real-smoke": ("47f86390f3e3", "f62f23403143", "4aee3bfa8840"),
-    "paper": ("b36a433f1068", "bada18e3f228", "4aee3bfa8840"),
-    "paper-mini": ("3c4e1d944242", "bada18e3f228", "4aee3bfa8840"),
-    "default-seed1": ("5feecae0a5ea", "2aa122e8e7b9", "d31c23188b90"),
-    # the axis of seed 2 is refused: its `continued` LM's seed 2 is the seeded policy's own
-    # (`ContinuedLMConfig` refuses to replay an ancestor's training problems)
-    "default-seed2": ("ac5ecbef9266", "2aa122e8e7b9", None),
+    "smoke": ("2192cae66fce", "e72641347fca", "1d2a27341110"),
+    # issue 21: 600 Best-of-N test problems (was a98f37190d29 with 200) moves the default's and
+    # its seeds' PRM folders (not their samples or labels): the default grid must be regenerated
+    "default": ("191ef2494f86", "16ba63c77ce6", "4aee3bfa8840"),
+    "paper-smoke": ("617272834351", "1c87e19e1e15", "1d2a27341110"),
+    "real-smoke": ("47f86390f3e3", "1c87e19e1e15", "4aee3bfa8840"),
+    "paper": ("b36a433f1068", "df0244a28446", "4aee3bfa8840"),
+    "paper-mini": ("3c4e1d944242", "df0244a28446", "4aee3bfa8840"),
+    "default-seed1": ("8bc3cb60831f", "16ba63c77ce6", "d31c23188b90"),
+    # the axis of seed 2 was refused (its `continued` LM's seed 2 was the seeded policy's own);
+    # `default_axis` now moves a taken seed up: continued/anticipate 3, anticipate_long 4
+    "default-seed2": ("b03a24e3c350", "16ba63c77ce6", "9fba203b4b36"),
 }
 #: The dependency order of the notebooks (the order of the old `PRESETS["default"]` dict).
 ORDER = (
@@ -115,6 +127,7 @@ ORDER = (
     "best_of_n",
     "instrument",
     "labelers",
+    "decisive",
     "ablations",
     "real_gsm8k_verifier",
 )
@@ -165,7 +178,9 @@ def test_a_preset_is_read_only_and_refuses_an_inconsistent_record():
     with pytest.raises(ValueError, match="no such notebook"):
         with_params(default.notebooks, nope={})
     changed = with_params(default.notebooks, ablations={"n_trajectories": 1})
-    assert [r.name for r in changed] == list(ORDER) and changed[9].params == {"n_trajectories": 1}
+    ablations = ORDER.index("ablations")
+    assert [r.name for r in changed] == list(ORDER)
+    assert changed[ablations].params == {"n_trajectories": 1}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -267,6 +282,9 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch, smollm2
         headline
     )
     assert {"real_gsm8k_bo4_cpmi", "real_gsm8k_bo4_majority", "real_gsm8k_pass4"} <= set(headline)
+    # the decisive comparison on the smoke world: the controls and the power of Best-of-4 (its
+    # LMs solve too little for the natural benchmark to hold all-correct items: not scored here)
+    assert {"outcome_prm_bon4", "bon4_min_detectable_difference"} <= set(headline)
     assert undeclared(headline) == []  # every name the smoke grid records is a declared claim
 
     # the paper track's code path, on the same smoke world and LM (cached) in the hub schemas

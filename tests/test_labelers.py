@@ -39,7 +39,12 @@ def test_cached_model_and_experiment_keys_are_unchanged_by_the_labeler_fields():
     the LMs, about 40 min here). Change these pins only on purpose."""
     assert LMTrainConfig().key() == "622fb63fbec5"
     assert ContinuedLMConfig().key() == "c6eb508d0087"
-    assert ExperimentConfig().key() == "a98f37190d29"
+    # issue 21: 600 Best-of-N test problems (was 200, key a98f37190d29) moved the PRMs' folder;
+    # the samples and labels keep theirs (`sample_key`, `label_key`): regenerate the default
+    # grid's PRMs, evaluations and Best-of-N pool, not its LMs, samples or labels
+    assert ExperimentConfig().key() == "191ef2494f86"
+    assert ExperimentConfig().sample_key() == "80d5d8b92b0b"
+    assert ExperimentConfig().label_key() == "3b97cc710e57"
     assert "anticipation" not in ContinuedLMConfig().to_dict()
     assert "labeler" not in ExperimentConfig().to_dict()
     assert ContinuedLMConfig(anticipation=0.3).key() != ContinuedLMConfig().key()

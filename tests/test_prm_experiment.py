@@ -3,6 +3,7 @@ summary holds what the README reports (F1 with CIs, Best-of-N curves, McNemar ta
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -11,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from cpmi_lib import cli
+from cpmi_lib.core.answers import answers_equivalent
 from cpmi_lib.core.roc import auroc
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories
 from cpmi_lib.data.math_shepherd import attach_gold_answers, graded, to_math_shepherd_rows
@@ -151,14 +153,16 @@ def test_hub_track_experiment_without_step_truth(tiny_experiment, monkeypatch, t
     cfg = hub_config(base)
     assert cfg.sample_key() != base.sample_key()
     exp = Experiment(cfg)
-    assert exp.prm_names == ("cpmi", "mc") and not exp.track.step_truth
+    controls = ("outcome", "cpmi_noself")  # they need no step truth
+    assert exp.prm_names == ("cpmi", "mc", *controls) and not exp.track.step_truth
     with pytest.raises(ValueError, match="no exact step truth on the hub track"):
         exp.train("truth")
     trajs = read_trajectories(exp.policy_samples("train"))
     assert trajs and all(t.step_labels is None and t.id.startswith("gsm8k-train-") for t in trajs)
     summary = run_experiment(cfg, out=tmp_path / "summary.json", label_quality=label_quality)
-    assert set(summary["processbench"]) == {"cpmi", "mc"}
-    assert set(summary["mcnemar"]) == {"cpmi_vs_mc"}
+    assert set(summary["processbench"]) == {"cpmi", "mc", *controls}
+    pairs = itertools.combinations(exp.prm_names, 2)
+    assert set(summary["mcnemar"]) == {f"{a}_vs_{b}" for a, b in pairs}
     quality = summary["label_quality"]
     assert quality["reference"] == "MC hard label (value > 0)"
     assert quality["auroc_mc"]["why"] == "MC is the reference"
@@ -179,7 +183,7 @@ def test_cli_runs_a_preset_into_its_own_results_folder(
     summary = json.loads((tmp_path / "results" / "prm_experiment.json").read_text())
     assert summary["config"]["bon_problems"] == 5
     assert summary["config"]["train_problems"] == base.train_problems
-    assert set(summary["processbench"]) == {"cpmi", "mc"}
+    assert set(summary["processbench"]) == {"cpmi", "mc", "outcome", "cpmi_noself"}
     assert "PRM from cpmi labels: ProcessBench-style F1" in capsys.readouterr().out
 
 
@@ -208,14 +212,25 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
     plan = budget_plan(exp)
     base = read_trajectories(exp.policy_samples("train"))
     assert plan["mc_seconds"] == mc.wall_seconds and plan["mc_trajectories"] == len(base)
-    wanted = int(mc.wall_seconds / (cpmi.wall_seconds / len(base))) // 2 * 2
-    assert plan["cpmi_trajectories"] == max(len(base), min(wanted, 60))  # 30 problems x 2
-    assert plan["capped_by_world"] == (wanted > 60)
+    assert plan["format"] == 2 and plan["cpmi_seconds_base"] == cpmi.wall_seconds
+    # measured: CPMI labeled extra trajectories until its own seconds reached MC's, then stopped
+    extra = read_labels(exp.labels("cpmi", "extra"))
+    seconds = [r["costs"]["wall_seconds"] for r in extra]
+    assert len(extra) == plan["extra_trajectories"] == plan["cpmi_trajectories"] - len(base)
+    assert plan["cpmi_seconds"] == pytest.approx(cpmi.wall_seconds + sum(seconds))
+    if cpmi.wall_seconds >= mc.wall_seconds:
+        assert not extra and not plan["rounds"]
+    elif not plan["capped_by_world"]:
+        assert plan["cpmi_seconds"] >= plan["mc_seconds"] > plan["cpmi_seconds"] - seconds[-1]
+    else:  # the 30 train problems ran out first
+        assert plan["cpmi_seconds"] < plan["mc_seconds"] and plan["cpmi_trajectories"] <= 60
+    assert plan["cpmi_seconds_with_sampling"] >= plan["cpmi_seconds"]
+    assert plan["extra_sampling_seconds_all"] >= plan["extra_sampling_seconds"] >= 0.0
+    assert len(base) <= plan["cpmi_trajectories_with_sampling"] <= plan["cpmi_trajectories"]
     assert budget_plan(exp) == plan  # decided once
     budget_set = exp.training_trajectories(BUDGET)
-    # samples without steps are dropped: the set can fall a few short of the plan, never over
-    assert len(budget_set) == budget_size(exp) <= plan["cpmi_trajectories"]
-    assert len(budget_set) >= min(plan["cpmi_trajectories"], 60) - 4
+    assert len(budget_set) == budget_size(exp) == plan["cpmi_trajectories"]
+    assert [t.id for t in budget_set[len(base) :]] == [r["id"] for r in extra]
     assert [t.id for t in budget_set[: len(base)]] == [t.id for t in base]
     assert len({t.id for t in budget_set}) == len(budget_set)
     assert exp.training_trajectories(10) == base[:10]
@@ -234,6 +249,9 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
     assert list(table["prm"]) == list(instrument.BUDGET_PRMS)
     assert table.set_index("prm").loc["mc", "label_seconds"] == plan["mc_seconds"]
     assert table.set_index("prm").loc["truth", "label_seconds"] == 0.0
+    row = table.set_index("prm").loc["cpmi@budget"]
+    assert row["label_seconds"] == pytest.approx(plan["cpmi_seconds"])
+    assert row["label_and_sampling_seconds"] == pytest.approx(plan["cpmi_seconds_with_sampling"])
     assert set(table["bon_method_from_dev"]) <= {f"prm:{a}" for a in AGGREGATIONS} | {
         f"prm-vote:{a}" for a in AGGREGATIONS
     }
@@ -245,8 +263,14 @@ def test_instrument_budget_curve_controls_and_headline(tiny_experiment, monkeypa
         "cpmi labels",
         "mc labels",
         "position labels",
+        "outcome labels",
+        "cpmi_noself labels",
         *[f"{n} PRM" for n in exp.prm_names],
     ]
+    # within wrong answers the outcome is constant: outcome labels score 0.5 by construction
+    outcome = within.set_index("scores").loc["outcome labels"]
+    if outcome["auroc_within_wrong_answers"] is not None:
+        assert outcome["auroc_within_wrong_answers"] == 0.5
     tests = instrument.budget_tests(exp)
     path = record_headline(tmp_path, instrument.headline_entries(exp, table, tests, within))
     entries = read_headline(path)
@@ -361,3 +385,30 @@ def test_gold_answers_come_from_the_problems_or_a_plus_ending_sibling():
     assert [t.gold_answer for t in kept] == ["7", "4", "4"]
     assert [t.metadata["final_correct"] for t in graded(kept)] == [False, False, True]
     assert kept[1].metadata["problem_id"] == kept[2].metadata["problem_id"]
+
+
+def test_control_labels_outcome_and_cpmi_without_the_own_answer(tiny_experiment, monkeypatch):
+    """`outcome` gives every step the final answer's grade; `cpmi_noself`'s negatives never
+    equal the trajectory's own answer, while `cpmi`'s run identity is as before the option."""
+    cfg, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    exp = Experiment(cfg)
+    trajs = {t.id: t for t in read_trajectories(exp.policy_samples("dev"))}
+    outcome = read_labels(exp.labels("outcome", "dev"))
+    assert exp.labels("outcome", "dev").parent == exp.data_dir  # whoever labels
+    for r in outcome:
+        grade = 1.0 if trajs[r["id"]].metadata["final_correct"] else 0.0
+        assert [s["value"] for s in r["steps"]] == [grade] * trajs[r["id"]].n_steps
+    noself = read_labels(exp.labels("cpmi_noself", "dev"))
+    assert len(noself) == len(trajs)
+    for r in noself:
+        assert r["config"]["exclude_own_answer"] is True
+        assert r["config"]["negative_sources"] == ["perturb"]
+        own = trajs[r["id"]].final_answer
+        for n in r["negatives"]:
+            assert n["source"] == "perturb"
+            assert own is None or not (
+                answers_equivalent(own, n["answer"]) or answers_equivalent(n["answer"], own)
+            )
+    for r in read_labels(exp.labels("cpmi", "dev")):
+        assert "exclude_own_answer" not in r["config"]

@@ -285,10 +285,11 @@ def compare(
     Pass the same frame twice to compare two methods, or the frames of two PRMs scored on the
     same pools to compare PRMs.
     """
-    return mcnemar_test(_outcomes(curves_a, a, n), _outcomes(curves_b, b, n))
+    return mcnemar_test(outcomes(curves_a, a, n), outcomes(curves_b, b, n))
 
 
-def _outcomes(curves: pd.DataFrame, method: str, n: int) -> list[bool]:
+def outcomes(curves: pd.DataFrame, method: str, n: int) -> list[bool]:
+    """Per problem, whether `method` picked a right answer at `n` (what McNemar pairs)."""
     try:
         return per_item_correct(curves)[method][n]
     except KeyError:

@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from cpmi_lib.core.text_format import PROMPT_TEMPLATES
+from cpmi_lib.data.natural_benchmark import NaturalBenchmarkConfig
 from cpmi_lib.data.world_data import WorldSpec
 from cpmi_lib.experiment.hub_spec import HubSpec
 from cpmi_lib.labeling.cpmi import CPMIConfig
+from cpmi_lib.labeling.label_file import LabelConfig
 from cpmi_lib.labeling.mc import MCConfig
 from cpmi_lib.labeling.runs import LABEL_FORMAT
 from cpmi_lib.lm.default_lm import ContinuedLMConfig, LMTrainConfig
@@ -26,7 +28,15 @@ PRM_LABELS: dict[str, tuple[str, str]] = {
     "truth": ("truth", "truth"),
     # the floor: a labeler that knows only (step index, number of steps), fit on train truth
     "position": ("position", "mc_soft"),
+    # control: every step gets its trajectory's final-answer correctness (1.0 or 0.0), free
+    # once the answers are graded; the 0/1 values are MC-like values, hence MC's soft target
+    "outcome": ("outcome", "mc_soft"),
+    # ablation: CPMI whose negatives never include the trajectory's own final answer
+    # (perturbations of the gold only, `LabelConfig.exclude_own_answer`); CPMI's target
+    "cpmi_noself": ("cpmi_noself", "zsig"),
 }
+#: The label sources that need no labeling LM: written once per sample set, whoever labels.
+FREE_SOURCES = ("position", "outcome")
 #: Label sources that need the exact step truth (embedded track only).
 NEEDS_TRUTH = ("truth", "position")
 #: Training-set sizes a PRM name can carry: ``source`` (the base set), ``source@budget`` (the
@@ -84,7 +94,9 @@ class ExperimentConfig:
             head="surprise", epochs=10, lr=1e-3, batch_size=32, threads=2, patience=3
         )
     )
-    bon_problems: int = 200
+    #: 600 test problems: a 5-point Best-of-16 difference between two PRMs is then detectable
+    #: (issue 21); 200 until then. Best-of-N settings are not in `sample_key` (see there).
+    bon_problems: int = 600
     #: Dev problems of the Best-of-N pool on which each PRM's aggregation is chosen.
     bon_dev_problems: int = 150
     bon_pool: int = 16
@@ -93,6 +105,9 @@ class ExperimentConfig:
     #: budget-matched set's.
     curve_sizes: tuple[int, ...] = (150, 300, 1200, 4800)
     seed: int = 0
+    #: The natural-error benchmark's sizes (`cpmi_lib.experiment.natural`). In no key: its
+    #: files are named by their own (`natural_key`); in `to_dict` only when not the default.
+    natural: NaturalBenchmarkConfig = field(default_factory=NaturalBenchmarkConfig)
 
     def __post_init__(self) -> None:
         if self.prm_lm is not None and self.prm_lm.parent != self.lm:
@@ -117,18 +132,25 @@ class ExperimentConfig:
             del d["labeler"]
         else:
             d["labeler"] = self.labeler.to_dict()
+        if self.natural == NaturalBenchmarkConfig():
+            del d["natural"]
         return json.loads(json.dumps(d))
 
     def key(self) -> str:
-        return _hash(self.to_dict())
+        d = self.to_dict()
+        d.pop("natural", None)
+        return _hash(d)
 
     def sample_key(self) -> str:
-        """What the policy's samples (and the Best-of-N pools) depend on: neither the PRM's
-        settings nor the labeler's."""
+        """What the policy's samples depend on: neither the PRM's settings nor the labeler's, nor
+        the Best-of-N settings. The Best-of-N pools live in the same folder under names of their
+        own settings (`Experiment.bon_pool`); the Best-of-N settings are hashed here at the
+        values they had when they left this key (`SAMPLE_KEY_BON`), so the folders of every
+        preset with those values (the default and its seeds) kept their names."""
         d = self.to_dict()
-        for name in ("prm", "prm_lm", "curve_sizes", *LABEL_SETTINGS):
+        for name in ("prm", "prm_lm", "curve_sizes", "natural", *LABEL_SETTINGS):
             d.pop(name, None)
-        return _hash(d)
+        return _hash(d | SAMPLE_KEY_BON)
 
     def label_key(self) -> str:
         """What the CPMI and MC labels depend on beyond the samples: the labeling LM and the
@@ -139,6 +161,34 @@ class ExperimentConfig:
 
 #: The settings of the labels (`ExperimentConfig.label_key`), as opposed to the samples'.
 LABEL_SETTINGS = ("labeler", "cpmi", "n_negatives", "mc")
+#: The Best-of-N settings as `sample_key` hashes them, whatever the config says: the default's
+#: when they were taken out of that key (issue 21). The samples never depended on them.
+SAMPLE_KEY_BON: dict[str, Any] = {
+    "bon_problems": 200,
+    "bon_dev_problems": 150,
+    "bon_pool": 16,
+    "bon_ns": [1, 2, 4, 8, 16],
+}
+
+
+def label_run(cfg: ExperimentConfig, labeler: str, cpmi: CPMIConfig, mc: MCConfig) -> LabelConfig:
+    """The labeling run of a source that needs the labeling LM (`cpmi` and `mc` as the model
+    reads them): ``cpmi``, ``mc``, or ``cpmi_noself``, CPMI with the gold's perturbations alone
+    as negatives and never the trajectory's own final answer (`cpmi_lib.labeling.negatives`)."""
+    if labeler not in ("cpmi", "mc", "cpmi_noself"):
+        raise ValueError(
+            f"unknown labeler {labeler!r}: 'cpmi', 'cpmi_noself', 'mc' (or the free sources "
+            f"{FREE_SOURCES})"
+        )
+    noself = {"negative_sources": ("perturb",), "exclude_own_answer": True}
+    return LabelConfig(
+        method="mc" if labeler == "mc" else "cpmi",
+        cpmi=cpmi,
+        n_negatives=cfg.n_negatives,
+        mc=mc,
+        seed=cfg.seed,
+        **(noself if labeler == "cpmi_noself" else {}),  # type: ignore[arg-type]
+    )
 
 
 def _hash(d: dict[str, Any]) -> str:
@@ -212,10 +262,18 @@ def default_axis(
     anticipation: float = 0.3,
 ) -> tuple[Labeler, ...]:
     """The four labelers of the module docstring. ``continued`` and ``anticipate`` share seed,
-    problems and batch order, so they differ only in the anticipation examples."""
+    problems and batch order, so they differ only in the anticipation examples.
+
+    Seeds: ``continued`` (and ``anticipate``) take 2, ``anticipate_long`` 3, each moved up to the
+    next integer not already taken by an ancestor of its LM or by an earlier labeler of the
+    axis (`ContinuedLMConfig` refuses an ancestor's seed: it would replay its training
+    problems). The default's seeds (policy 0, PRM backbone 1) leave 2 and 3 as they were; a
+    policy of seed 2 (preset ``default-seed2``) gives 3 and 4."""
     common = {"n_train_problems": problems, "train_steps": steps, "warmup_steps": 30}
-    control = ContinuedLMConfig(parent=lm, seed=2, **common)  # type: ignore[arg-type]
     longer_parent = prm_lm or ContinuedLMConfig(parent=lm)
+    control_seed = _free_seed(2, _lineage_seeds(lm))
+    long_seed = _free_seed(3, _lineage_seeds(longer_parent) | {control_seed})
+    control = ContinuedLMConfig(parent=lm, seed=control_seed, **common)  # type: ignore[arg-type]
     return (
         CONFIGURED,
         Labeler("continued", control, f"policy + {steps} steps, no anticipation (control)"),
@@ -228,7 +286,7 @@ def default_axis(
             "anticipate_long",
             ContinuedLMConfig(
                 parent=longer_parent,
-                seed=3,
+                seed=long_seed,
                 anticipation=anticipation,
                 **common,  # type: ignore[arg-type]
             ),
@@ -236,3 +294,21 @@ def default_axis(
             f"{anticipation}",
         ),
     )
+
+
+def _lineage_seeds(lm: LMTrainConfig | ContinuedLMConfig) -> set[int]:
+    """The seeds of `lm` and of every LM it continues."""
+    seeds = set()
+    node: Any = lm
+    while node is not None:
+        seeds.add(node.seed)
+        node = getattr(node, "parent", None)
+    return seeds
+
+
+def _free_seed(preferred: int, taken: set[int]) -> int:
+    """`preferred`, or the next integer above it that is not `taken`."""
+    seed = preferred
+    while seed in taken:
+        seed += 1
+    return seed

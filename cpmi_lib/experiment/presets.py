@@ -18,6 +18,7 @@ from typing import Any
 
 from cpmi_lib.core.paths import REPO
 from cpmi_lib.core.text_format import CHAT_INSTRUCTIONS, PROMPT_TEMPLATES
+from cpmi_lib.data.natural_benchmark import NaturalBenchmarkConfig
 from cpmi_lib.data.world import WorldConfig
 from cpmi_lib.data.world_data import WorldSpec
 from cpmi_lib.experiment.config import ExperimentConfig, Labeler, default_axis
@@ -155,6 +156,7 @@ def _smoke() -> ExperimentConfig:
         curve_sizes=(20, 40),
         bon_pool=4,
         bon_ns=(1, 2, 4),
+        natural=NaturalBenchmarkConfig(test_items=20, dev_items=10, samples_per_problem=4),
     )
 
 
@@ -246,6 +248,10 @@ DEFAULT_NOTEBOOKS = (
     NotebookRun(
         "labelers", {"skill_problems": 100, "select_trajectories": 300, "quality_trajectories": 300}
     ),
+    # the labeler axis's sizes again: its measurements are cached, so they are read, not redone
+    NotebookRun(
+        "decisive", {"skill_problems": 100, "select_trajectories": 300, "quality_trajectories": 300}
+    ),
     NotebookRun(
         "ablations",
         {"n_trajectories": 300, "negatives_grid": [0, 1, 2, 4, 8], "templates_grid": [1, 2, 4]},
@@ -257,6 +263,7 @@ DEFAULT_NOTEBOOKS = (
 SMOKE_NOTEBOOKS = with_params(
     DEFAULT_NOTEBOOKS,
     labelers={"skill_problems": 8, "select_trajectories": 12, "quality_trajectories": 12},
+    decisive={"skill_problems": 8, "select_trajectories": 12, "quality_trajectories": 12},
     ablations={"n_trajectories": 12, "negatives_grid": [0, 2], "templates_grid": [1, 2]},
     real_gsm8k_verifier={"problems": 2, "templates": 1, "n_negatives": 1},
 )

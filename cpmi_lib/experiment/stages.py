@@ -15,30 +15,35 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cpmi_lib.core.costs import Costs
 from cpmi_lib.core.paths import cache_root
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.eval.best_of_n import best_of_n_curves, full_pools
-from cpmi_lib.eval.evaluate import evaluate_prm
 from cpmi_lib.experiment.config import (
     BASE,
     BUDGET,
+    FREE_SOURCES,
     LABEL_SETTINGS,
     NEEDS_TRUTH,
     PRM_LABELS,
     ExperimentConfig,
+    label_run,
     parse_prm_name,
 )
+from cpmi_lib.experiment.natural import BenchmarkStages
 from cpmi_lib.experiment.prompts import ReadPrompts
 from cpmi_lib.experiment.samples import sample_config, write_records, write_samples, write_shepherd
 from cpmi_lib.experiment.tracks import HubTrack, Track, make_track
-from cpmi_lib.labeling.label_file import LabelConfig, label_file
+from cpmi_lib.labeling.label_file import label_file
 from cpmi_lib.labeling.label_results import read_labels
+from cpmi_lib.labeling.outcome import outcome_label_records
 from cpmi_lib.labeling.position import PositionLabeler
 from cpmi_lib.lm.sampling import SampleConfig
 from cpmi_lib.prm.model import load_prm
@@ -61,9 +66,24 @@ def _done(path: Path) -> bool:
     return path.exists()
 
 
-class Experiment(ReadPrompts):
+#: The Best-of-N pools' file names from before they were named by their settings (the default's
+#: settings then), kept so that those pools are still found.
+_LEGACY_POOLS = {("test", 200, 16): "bon-pool.jsonl", ("dev", 150, 16): "bon-pool-dev.jsonl"}
+
+
+#: When labeling stops (`label_file`'s `stop_when`): given the costs of the file so far.
+Stop = Callable[[Costs], bool] | None
+
+
+def bon_pool_name(split: str, problems: int, pool: int) -> str:
+    """The file of a Best-of-N pool of `pool` samples for each of `problems` problems of `split`
+    (the rest of what it depends on, policy and sampling settings, is the folder's key)."""
+    return _LEGACY_POOLS.get((split, problems, pool), f"bon-pool-{split}-{problems}x{pool}.jsonl")
+
+
+class Experiment(ReadPrompts, BenchmarkStages):
     """The stages of the PRM experiment over one work directory (with its settings as each model
-    reads them, `ReadPrompts`)."""
+    reads them, `ReadPrompts`; the benchmarks and the evaluation on them, `BenchmarkStages`)."""
 
     def __init__(self, cfg: ExperimentConfig, work_dir: str | os.PathLike[str] | None = None):
         self.cfg = cfg
@@ -75,6 +95,8 @@ class Experiment(ReadPrompts):
         # that plan asks for: labelers share the samples, so they label the same trajectories
         self.data_dir = root / f"samples-{cfg.sample_key()}"
         self.label_dir = self.data_dir / f"labels-{cfg.label_key()}"
+        # the measured budget plan with its extra samples and labels (`studies.budget`)
+        self.budget_dir = self.label_dir / "budget"
         self.dir = root / f"prm-{cfg.key()}"  # PRMs and their evaluations
         self.label_dir.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -100,27 +122,23 @@ class Experiment(ReadPrompts):
     def policy_samples(self, split: str) -> Path:
         """The policy's sampled solutions of `split` problems: graded exactly on the embedded
         track, by final answer on the hub. ``"extra"``: the train problems after the base set's,
-        as many as the budget-matched CPMI set needs (`planned`). With `HubSpec.prm_data`,
-        the train, dev and extra sets are Math-Shepherd's solutions instead (`write_shepherd`);
-        Best-of-N pools stay the policy's."""
-        # the extra samples' count follows the labeler's budget plan: they live with its labels
-        folder = self.label_dir if split == "extra" else self.data_dir
+        as the measured budget plan sampled and labeled them (`cpmi_lib.studies.budget`,
+        never here). With `HubSpec.prm_data`, the train, dev and extra sets are Math-Shepherd's
+        solutions instead (`write_shepherd`); Best-of-N pools stay the policy's."""
+        folder = self.budget_dir if split == "extra" else self.data_dir
         out = folder / f"policy-{split}.jsonl"
         if _done(out):
             return out
-        if self.shepherd is not None:  # Math-Shepherd's solutions instead of the policy's
-            extra = self.planned("extra_problems") if split == "extra" else 0
-            write_shepherd(out, self.shepherd, self.cfg, split, extra)
-            return out
         if split == "extra":
-            first = self.cfg.train_problems
-            problems = self.track.problems("train", first + self.planned("extra_problems"))
-            problems = problems[first:]
-        else:
-            n = {"train": self.cfg.train_problems, "dev": self.cfg.dev_problems}[split]
-            problems = self.track.problems(split, n)
-        seed = self.cfg.seed + (1000 if split == "extra" else 0)
-        cfg = sample_config(self.cfg, self.cfg.samples_per_problem, seed, self.sample_template())
+            raise FileNotFoundError(f"{out}: written by the budget plan (studies.budget)")
+        if self.shepherd is not None:  # Math-Shepherd's solutions instead of the policy's
+            write_shepherd(out, self.shepherd, self.cfg, split, 0)
+            return out
+        n = {"train": self.cfg.train_problems, "dev": self.cfg.dev_problems}[split]
+        problems = self.track.problems(split, n)
+        cfg = sample_config(
+            self.cfg, self.cfg.samples_per_problem, self.cfg.seed, self.sample_template()
+        )
         self._write_samples(out, problems, cfg, f"policy samples ({split})")
         return out
 
@@ -142,18 +160,28 @@ class Experiment(ReadPrompts):
         }
 
     def labels(self, labeler: str, split: str, first: int | None = None) -> Path:
-        """CPMI, MC or position labels of the policy samples of `split` (resumable).
+        """Labels of the policy samples of `split` (resumable): ``cpmi``, ``cpmi_noself``, ``mc``
+        (`label_run`), or the free ``position`` and ``outcome`` (`FREE_SOURCES`). The extra
+        split's CPMI labels are the measured budget plan's (`budget_plan` writes them).
 
         `first`: labels of at least the split's first n samples, for a measurement that needs no
         more (`cpmi_lib.studies.labeler_skill`): the whole split's file when it already covers
         them, else a file of those n alone."""
         trajs = self.policy_samples(split)
-        if labeler == "position":  # fit on truth: the same whoever labels
-            out = self.data_dir / f"labels-{labeler}-{split}.jsonl"
-            if not _done(out):
-                write_records(out, self.position_labeler().label_records(read_trajectories(trajs)))
+        if labeler in FREE_SOURCES:  # the same whoever labels (extra: with its samples)
+            folder = self.budget_dir if split == "extra" else self.data_dir
+            out = folder / f"labels-{labeler}-{split}.jsonl"
+            if not _done(out):  # position: fit on the base set's truth
+                pos = labeler == "position"
+                make = self.position_labeler().label_records if pos else outcome_label_records
+                write_records(out, make(read_trajectories(trajs)))
             return out
-        out = self.label_dir / f"labels-{labeler}-{split}.jsonl"
+        folder = self.budget_dir if split == "extra" else self.label_dir
+        out = folder / f"labels-{labeler}-{split}.jsonl"
+        if split == "extra" and labeler == "cpmi":  # measured by the budget plan, not here
+            if not _done(out):
+                raise FileNotFoundError(f"{out}: written by the equal-budget plan")
+            return out
         if first is not None:
             head = read_trajectories(trajs)[:first]
             if _done(out) and {t.id for t in head} <= {r["id"] for r in read_labels(out)}:
@@ -162,19 +190,17 @@ class Experiment(ReadPrompts):
             if not _done(trajs):
                 write_trajectories(trajs, head)
             out = self.label_dir / f"labels-{labeler}-{split}-first{first}.jsonl"
-        model, tok = self.labeler_lm()
-        cfg = LabelConfig(
-            method=labeler,
-            cpmi=self.cpmi_config(),
-            n_negatives=self.cfg.n_negatives,
-            mc=self.mc_config(),
-            seed=self.cfg.seed,
-        )  # type: ignore[arg-type]
-        # The labeler by its cache-relative name: cached labels stay resumable when the
-        # repository (and its .cache) moves or is cloned with a linked cache.
-        name = self.track.shown(self.track.labeler_path)
-        label_file(model, tok, name, trajs, out, cfg, resume=True)
+        self.label_into(labeler, trajs, out)
         return out
+
+    def label_into(self, labeler: str, trajs: Path, out: Path, stop_when: Stop = None) -> Costs:
+        """Label the trajectory file `trajs` into `out` with the labeling LM (`label_run`;
+        resumable; `stop_when` as for `label_file`); the costs of the whole file."""
+        cfg = label_run(self.cfg, labeler, self.cpmi_config(), self.mc_config())
+        model, tok = self.labeler_lm()
+        # by its cache-relative name: labels stay resumable when the cache moves or is linked
+        name = self.track.shown(self.track.labeler_path)
+        return label_file(model, tok, name, trajs, out, cfg, resume=True, stop_when=stop_when)
 
     def position_labeler(self) -> PositionLabeler:
         """The position-only labeler, fit on the exact truth of the base training set."""
@@ -182,9 +208,8 @@ class Experiment(ReadPrompts):
 
     @property
     def budget_file(self) -> Path:
-        """The equal-budget plan, kept with the labels whose measured seconds decide it (written
-        once by `cpmi_lib.studies.budget.budget_plan`, so reruns reuse the same data)."""
-        return self.label_dir / "budget.json"
+        """The equal-budget plan, written once (`cpmi_lib.studies.budget.budget_plan`)."""
+        return self.budget_dir / "budget.json"
 
     def planned(self, field: str) -> int:
         """A count of the equal-budget plan: it sizes the extra samples and the budget-matched
@@ -263,26 +288,15 @@ class Experiment(ReadPrompts):
         return load_prm(self.train(prm_name)).predict(trajs)
 
     # ------------------------------------------------------------------ evaluation
-    def processbench(self, prm_name: str) -> dict[str, Any]:
-        """First-error F1 on the test benchmark, τ chosen on the dev benchmark (`evaluate_prm`,
-        its CIs seeded by the run's seed)."""
-        out = self.dir / f"processbench-{prm_name}.json"
-        if _done(out):
-            return json.loads(out.read_text())
-        dev = self.track.benchmark("dev")
-        prm = load_prm(self.train(prm_name))
-        evaluation = evaluate_prm(prm, dev, self.track.benchmark("test"), seed=self.cfg.seed)
-        result = {"prm": prm_name, **evaluation.to_dict()}
-        out.write_text(json.dumps(result, indent=2))
-        return result
-
+    # `processbench` (either benchmark) is `BenchmarkStages`'s
     def bon_pool(self, split: str = "test") -> Path:
         """`bon_pool` sampled solutions for each of `bon_problems` test problems (or of
-        `bon_dev_problems` dev problems, where each PRM's aggregation is chosen)."""
-        out = self.data_dir / ("bon-pool.jsonl" if split == "test" else f"bon-pool-{split}.jsonl")
+        `bon_dev_problems` dev problems, where each PRM's aggregation is chosen). The file is
+        named by its own settings (`bon_pool_name`): they are not in the samples' key."""
+        n = {"test": self.cfg.bon_problems, "dev": self.cfg.bon_dev_problems}[split]
+        out = self.data_dir / bon_pool_name(split, n, self.cfg.bon_pool)
         if _done(out):
             return out
-        n = {"test": self.cfg.bon_problems, "dev": self.cfg.bon_dev_problems}[split]
         problems = self.track.problems(split, n)
         seed = self.cfg.seed + (1 if split == "test" else 2)
         cfg = sample_config(self.cfg, self.cfg.bon_pool, seed, self.sample_template())

@@ -236,9 +236,11 @@ def cpmi_trajectory(
     sources: Sequence[str] = ("trajectory", "perturb"),
     seed: int = 0,
     meter: CostMeter | None = None,
+    exclude_own_answer: bool = False,
 ) -> tuple[list[Negative], list[StepScore]]:
     """CPMI of one trajectory: its hard negatives (`negatives_for_trajectory`, drawn with
-    `seed`), then every step's score against them. The one per-trajectory pipeline: label files,
+    `seed`; with `exclude_own_answer` never its own final answer), then every step's score
+    against them. The one per-trajectory pipeline: label files,
     the ablations and the labeling benchmark all go through it, so they score alike."""
     negatives = negatives_for_trajectory(
         traj,
@@ -248,6 +250,7 @@ def cpmi_trajectory(
         tokenizer=tokenizer,
         seed=seed,
         meter=meter,
+        exclude_own_answer=exclude_own_answer,
     )
     assert traj.gold_answer is not None  # negatives_for_trajectory refuses a missing one
     scores = cpmi_step_scores(

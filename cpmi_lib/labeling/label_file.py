@@ -52,6 +52,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +86,10 @@ class LabelConfig:
     negative_sources: tuple[str, ...] = ("trajectory", "perturb")
     mc: MCConfig = field(default_factory=MCConfig)
     seed: int = 0
+    #: CPMI's negatives never include the trajectory's own final answer (the ``cpmi_noself``
+    #: ablation, `cpmi_lib.labeling.negatives`). Stored in the run's identity only when on, so
+    #: the label files written before it existed keep theirs.
+    exclude_own_answer: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in ("cpmi", "mc"):
@@ -103,10 +108,17 @@ class LabelConfig:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.exclude_own_answer, bool):
+            got = self.exclude_own_answer
+            raise ValueError(f"exclude_own_answer must be a boolean, got {got!r}")
+        if self.exclude_own_answer and self.method != "cpmi":
+            raise ValueError("exclude_own_answer selects CPMI's negatives: method must be 'cpmi'")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as stored in JSON (tuples become lists, so stored and fresh compare equal)."""
         d = json.loads(json.dumps(asdict(self)))
+        if not self.exclude_own_answer:  # off: the identity of files written before the option
+            del d["exclude_own_answer"]
         # only the part of the config the method uses
         if self.method == "cpmi":
             del d["mc"]
@@ -167,6 +179,7 @@ def label_trajectory(
                 sources=cfg.negative_sources,
                 seed=seed,
                 meter=meter,
+                exclude_own_answer=cfg.exclude_own_answer,
             )
             record["negatives"] = [asdict(n) for n in negatives]
             record["steps"] = [s.to_dict() for s in scores]
@@ -227,9 +240,15 @@ def label_file(
     skip_invalid: bool = False,
     progress: bool = True,
     skipped: list[dict[str, Any]] | None = None,
+    stop_when: Callable[[Costs], bool] | None = None,
 ) -> Costs:
     """Label every trajectory of `input_path` (of this shard) into `out_path`; return the costs of
     the whole file (earlier, resumed runs included). See the module docstring for what is checked.
+
+    `stop_when`, when given, is asked before each trajectory with the costs of the file so far
+    (resumed lines included); once it says True the run stops there, in input order, leaving the
+    rest unlabeled (a later run resumes it). `cpmi_lib.studies.budget` labels until the measured
+    seconds reach a budget this way.
 
     `skipped`, when given, receives every skipped record of the file (this run's and earlier ones)
     as ``{"index", "id", "line", "field", "problem"}``.
@@ -266,6 +285,8 @@ def label_file(
         n_params = count_parameters(model)
         bar = tqdm(todo, desc=f"{cfg.method} labels", unit="traj", disable=not progress)
         for it in bar:
+            if stop_when is not None and stop_when(total):
+                break
             line: dict[str, Any]
             if it.error is not None:  # only here with skip_invalid
                 line = _skip_line(it, it.error, identity)

@@ -19,6 +19,14 @@ order the caller lists them (a later source only when the earlier ones have not 
 
 Every negative is checked against the gold with `answers_equivalent` in both directions (it is
 not symmetric), and against the negatives already kept, so "18" and "18.0" never both appear.
+
+``exclude`` lists answers that are never negatives either (checked the same way). The CPMI
+ablation ``cpmi_noself`` (`negatives_for_trajectory(..., exclude_own_answer=True)` with the
+``perturb`` source alone) excludes the trajectory's own final answer: with the ``trajectory``
+source a wrong trajectory's own answer is usually its first negative, so CPMI may carry the
+outcome; a near miss of the gold can be the own answer too (an off-by-one), hence the exclusion
+on top of the source. The trajectory's other numbers are left out with the source, since on a
+wrong trajectory they are the ones its wrong answer was computed from.
 """
 
 from __future__ import annotations
@@ -64,8 +72,10 @@ def hard_negatives(
     lm_max_new_tokens: int = LM_MAX_NEW_TOKENS,
     template: str = DEFAULT_TEMPLATE,
     meter: CostMeter | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[Negative]:
-    """Up to `m` distinct wrong answers to `question`, never equivalent to `gold`.
+    """Up to `m` distinct wrong answers to `question`, never equivalent to `gold` nor to any
+    answer of `exclude`.
 
     Sources are drawn in the order given, each in its own priority order (see the module
     docstring); fewer than `m` come back when the sources run out. The ``lm`` source needs
@@ -77,6 +87,8 @@ def hard_negatives(
         raise ValueError(f"m must be >= 0, got {m}")
     if isinstance(sources, str):
         raise ValueError(f"sources must be a sequence of source names, not the string {sources!r}")
+    if isinstance(exclude, str):
+        raise ValueError(f"exclude must be a sequence of answers, not the string {exclude!r}")
     unknown = [s for s in sources if s not in NEGATIVE_SOURCES]
     if unknown:
         raise ValueError(f"unknown negative source(s) {unknown}; known: {list(NEGATIVE_SOURCES)}")
@@ -114,20 +126,27 @@ def hard_negatives(
             seen.add(candidate)
             if _same(gold, candidate) or any(_same(n.answer, candidate) for n in kept):
                 continue
+            if any(_same(x, candidate) for x in exclude):
+                continue
             kept.append(Negative(candidate, source))  # type: ignore[arg-type]
             if len(kept) == m:
                 return kept
     return kept
 
 
-def negatives_for_trajectory(traj: Trajectory, m: int, **kw: Any) -> list[Negative]:
-    """`hard_negatives` for a trajectory's question, steps and gold answer (which CPMI needs)."""
+def negatives_for_trajectory(
+    traj: Trajectory, m: int, *, exclude_own_answer: bool = False, **kw: Any
+) -> list[Negative]:
+    """`hard_negatives` for a trajectory's question, steps and gold answer (which CPMI needs);
+    with `exclude_own_answer`, never the trajectory's own final answer (when it states one)."""
     if traj.gold_answer is None:
         raise RecordError(
             where=f"trajectory {traj.id!r}",
             field_name="gold_answer",
             problem="missing: CPMI needs the gold answer",
         )
+    if exclude_own_answer and traj.final_answer is not None and traj.final_answer.strip():
+        kw["exclude"] = (*kw.get("exclude", ()), traj.final_answer.strip())
     return hard_negatives(traj.question, traj.steps, traj.gold_answer, m, **kw)
 
 

@@ -17,89 +17,16 @@ template over an explicit, finite set of values, so that "declared" stays checka
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
-#: How `results/README.md` shows the number: with its CI, as a count, as a p-value, or as a
-#: relative saving next to the paper's.
-Style = Literal["ci", "count", "p", "saving"]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One measured number and what it claims.
-
-    `name` is its key in `results/headline.json`, or, where `table_row` is set, a name for a
-    number read from row `table_row` of `table` (column ``measured``). `row`: a row of
-    `results/README.md`'s claims table (False: recorded for the notes, the seeds check and
-    reruns)."""
-
-    name: str
-    text: str
-    notebook: str
-    table: str | None = None
-    figure: str | None = None
-    paper: float | None = None
-    style: Style = "ci"
-    row: bool = True
-    table_row: str | None = None
-
-    @property
-    def recorded(self) -> bool:
-        """Whether the number is an entry of `results/headline.json`."""
-        return self.table_row is None
-
-
-Value = int | str
-
-
-@dataclass(frozen=True)
-class Family:
-    """Claims named by `template` (one ``{}``) for each of an explicit, finite set of values.
-
-    `values` are those the default grid produces; `elsewhere` pairs a value that only other
-    presets produce with those presets. ``family[value]`` is the claim, and refuses an undeclared
-    value. Its README row (if `row`) shows the largest value the headline file holds."""
-
-    template: str
-    text: str
-    notebook: str
-    values: tuple[Value, ...]
-    elsewhere: tuple[tuple[Value, str], ...] = ()
-    table: str | None = None
-    figure: str | None = None
-    style: Style = "ci"
-    row: bool = True
-
-    def __post_init__(self) -> None:
-        if self.template.count("{}") != 1 or self.text.count("{}") != 1:
-            raise ValueError(f"{self.template!r} and its text must hold exactly one {{}} each")
-
-    @property
-    def all_values(self) -> tuple[Value, ...]:
-        """The default grid's values, then those of other presets."""
-        return (*self.values, *(v for v, _ in self.elsewhere if v not in self.values))
-
-    def __getitem__(self, value: Value) -> Claim:
-        if value not in self.all_values:
-            raise KeyError(
-                f"{self.template.format(value)!r} is not declared in cpmi_lib/report/claims.py "
-                f"(declared values of {self.template!r}: {self.all_values})"
-            )
-        name, text = self.template.format(value), self.text.format(value)
-        return Claim(
-            name, text, self.notebook, self.table, self.figure, style=self.style, row=self.row
-        )
-
-    def members(self, default_grid_only: bool = False) -> tuple[Claim, ...]:
-        return tuple(self[v] for v in (self.values if default_grid_only else self.all_values))
-
-    def largest(self, names: Iterable[str]) -> Value | None:
-        """The largest value whose name is among `names` (e.g. a headline file's), or None."""
-        present = set(names)
-        found = [v for v in sorted(self.all_values) if self[v].name in present]
-        return found[-1] if found else None
-
+from cpmi_lib.report.claim_types import BON_ELSEWHERE, BON_NS, Claim, Family, Style
+from cpmi_lib.report.claims_decisive import (
+    BON_MDD,
+    NATURAL_F1,
+    NATURAL_P,
+    OUTCOME_AUROC,
+    OUTCOME_PRM_BON,
+    WITHIN_WRONG,
+)
 
 # ----------------------------------------------------------------------------- the paper's cost
 
@@ -236,10 +163,6 @@ PRM_F1 = {
         "processbench_f1",
     ),
 }
-#: The Best-of-N sizes the headline reports (a preset's largest N): 16 in the default grid...
-BON_NS: tuple[int, ...] = (16,)
-#: ... and 4 in the smoke grid only.
-BON_ELSEWHERE: tuple[tuple[Value, str], ...] = ((4, "smoke"),)
 
 
 def _bon(template: str, text: str) -> Family:
@@ -333,6 +256,12 @@ REAL_PASS4 = _real("real_gsm8k_pass4", "real GSM8K: oracle (pass@4)")
 
 #: Every claim, in the order of `results/README.md`'s claims table.
 CLAIMS: tuple[Claim | Family, ...] = (
+    *NATURAL_F1.values(),
+    *NATURAL_P.values(),
+    OUTCOME_PRM_BON,
+    BON_MDD,
+    OUTCOME_AUROC,
+    *WITHIN_WRONG.values(),
     LABELING_TIME,
     GENERATED_TOKENS,
     BEST_LABELER_CPMI_AUROC,
@@ -380,9 +309,19 @@ def declared_names() -> frozenset[str]:
     return frozenset(c.name for c in all_claims() if c.recorded)
 
 
-def default_grid_names() -> frozenset[str]:
-    """The `results/headline.json` names the default grid records, every one."""
-    return frozenset(c.name for c in all_claims(default_grid_only=True) if c.recorded)
+def default_grid_names(measured_only: bool = True) -> frozenset[str]:
+    """The `results/headline.json` names the default grid records: every one, or (by default)
+    those its committed run has measured, leaving out the claims awaiting a rerun."""
+    return frozenset(
+        c.name
+        for c in all_claims(default_grid_only=True)
+        if c.recorded and not (measured_only and c.awaiting_rerun)
+    )
+
+
+def awaiting_rerun() -> tuple[Claim, ...]:
+    """The declared claims whose code landed after the default grid's last committed run."""
+    return tuple(c for c in all_claims() if c.awaiting_rerun)
 
 
 def undeclared(names: Iterable[str]) -> list[str]:

@@ -1,15 +1,18 @@
 """The instrument's controls and comparisons on top of the PRM experiment (`prm_experiment`).
 
 - The budget (`studies.budget.budget_plan`): the wall-clock time MC (N rollouts) took on the base
-  training set, read from the cost meter of the same run; CPMI gets as many trajectories as fit in
-  that time at the rate it labeled the base set (the base set first, then the extra samples).
+  training set, read from the cost meter of the same run; CPMI labels the base set, then extra
+  samples, until its own measured seconds reach MC's. The comparison shows labeling seconds, and
+  labeling plus the seconds spent sampling the extra trajectories.
 - `budget_comparison`: PRMs from MC labels of the base set, CPMI labels of the base set and of the
   budget-matched set, and exact truth of both sizes, scored alike (ProcessBench-style F1 with τ
   from dev, Best-of-N with the aggregation chosen on dev) with exact McNemar tests.
 - `learning_curve`: the truth PRM against the number of training trajectories.
 - `label_quality_within_position`: each label source's (and each PRM's) step AUROC against the
-  exact truth pooled and within step position, so no source gets credit for knowing only where
-  a step is.
+  exact truth pooled, within step position (so no source gets credit for knowing only where a
+  step is) and within the steps of wrong final answers (where the outcome is constant, so the
+  ``outcome`` control scores 0.5 by construction and a source must locate the error). The
+  controls ``outcome`` and ``cpmi_noself`` stand next to CPMI, MC and position.
 - `headline_entries`: the numbers `results/headline.json` holds, read from those tables.
 
 The PRMs, labels and evaluations behind these tables are the experiment's cached stages; the
@@ -23,17 +26,29 @@ from typing import Any
 
 import pandas as pd
 
-from cpmi_lib.core.trajectory import read_trajectories
+from cpmi_lib.core.intervals import Resampling
+from cpmi_lib.core.trajectory import Trajectory, read_trajectories
 from cpmi_lib.eval.best_of_n import compare
-from cpmi_lib.experiment.stages import BUDGET, Experiment, parse_prm_name
+from cpmi_lib.experiment.stages import BASE, BUDGET, Experiment, parse_prm_name
 from cpmi_lib.labeling.label_results import read_labels, total_costs
+from cpmi_lib.labeling.outcome import final_correct
 from cpmi_lib.labeling.position import cross_fit_scores, position_auroc
+from cpmi_lib.labeling.wrong_answers import UndefinedAUROC, wrong_answer_auroc
 from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
-from cpmi_lib.studies.budget import budget_plan, budget_size
+from cpmi_lib.studies.budget import budget_plan, budget_size, extra_sampling_seconds
 
 #: The PRMs of the equal-budget comparison, in table order.
 BUDGET_PRMS = ("mc", "cpmi", f"cpmi@{BUDGET}", "truth", f"truth@{BUDGET}")
+#: The label sources of the label-quality table (labels on the base training steps), in order:
+#: (source, label field); position's are cross-fitted instead.
+QUALITY_SOURCES = (
+    ("cpmi", "cpmi"),
+    ("mc", "value"),
+    ("position", "value"),
+    ("outcome", "value"),
+    ("cpmi_noself", "cpmi"),
+)
 
 
 def cpmi_seconds(exp: Experiment, n: int) -> float:
@@ -74,16 +89,26 @@ def budget_prms(exp: Experiment) -> tuple[str, ...]:
 
 
 def budget_comparison(exp: Experiment, names: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per PRM of `names` (default: `budget_prms`): trajectories, labeling seconds, F1,
-    Best-of-N."""
+    """One row per PRM of `names` (default: `budget_prms`): trajectories, labeling seconds,
+    labeling plus the seconds spent sampling the extra trajectories its set uses (measured by
+    the plan; the base set's samples are shared by every source), F1, Best-of-N."""
     plan = budget_plan(exp)
     rows = []
     for name in budget_prms(exp) if names is None else names:
         source, size = parse_prm_name(name)
-        n = budget_size(exp) if size == BUDGET else plan["mc_trajectories"]
-        seconds = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n), "truth": 0.0}[source]
+        if size == BUDGET:
+            n = budget_size(exp)
+        else:
+            n = plan["mc_trajectories"] if size == BASE else int(size)
+        label = {"mc": plan["mc_seconds"], "cpmi": cpmi_seconds(exp, n)}.get(source, 0.0)
         rows.append(
-            {"labels": source, "set": size, "trajectories": n, "label_seconds": seconds}
+            {
+                "labels": source,
+                "set": size,
+                "trajectories": n,
+                "label_seconds": label,
+                "label_and_sampling_seconds": label + extra_sampling_seconds(plan, n),
+            }
             | prm_row(exp, name)
         )
     return pd.DataFrame(rows)
@@ -116,25 +141,49 @@ def learning_curve(exp: Experiment) -> pd.DataFrame:
 
 
 def label_quality_within_position(exp: Experiment, prm_split: str = "dev") -> pd.DataFrame:
-    """Step AUROC against the exact truth, pooled and within step position (average over
-    positions, trajectory-bootstrap CI): the label sources on the base training steps (the
+    """Step AUROC against the exact truth, pooled, within step position (average over
+    positions, trajectory-bootstrap CI) and within the steps of wrong final answers (step
+    bootstrap CI): the label sources of `QUALITY_SOURCES` on the base training steps (the
     position labeler cross-fitted there), and each PRM's step scores on the held-out `prm_split`
     policy samples."""
     trajs = read_trajectories(exp.policy_samples("train"))
-    sources = {
-        "cpmi": _field(exp, "cpmi", "cpmi", trajs),
-        "mc": _field(exp, "mc", "value", trajs),
-        "position": cross_fit_scores(trajs, seed=exp.cfg.seed),
-    }
     rows = []
-    for name, scores in sources.items():
+    for name, field in QUALITY_SOURCES:
+        if name == "position":
+            scores = cross_fit_scores(trajs, seed=exp.cfg.seed)
+        else:
+            scores = _field(exp, name, field, trajs)
         res = position_auroc(trajs, scores, seed=exp.cfg.seed)
-        rows.append(_quality_row(f"{name} labels", "train", res))
+        wrong = within_wrong_answers(trajs, scores, exp.cfg.seed)
+        rows.append(_quality_row(f"{name} labels", "train", res) | wrong)
     held_out = read_trajectories(exp.policy_samples(prm_split))
     for name in exp.prm_names:
-        res = position_auroc(held_out, exp.predict(name, held_out), seed=exp.cfg.seed)
-        rows.append(_quality_row(f"{name} PRM", prm_split, res))
+        scores = exp.predict(name, held_out)
+        res = position_auroc(held_out, scores, seed=exp.cfg.seed)
+        wrong = within_wrong_answers(held_out, scores, exp.cfg.seed)
+        rows.append(_quality_row(f"{name} PRM", prm_split, res) | wrong)
     return pd.DataFrame(rows)
+
+
+def within_wrong_answers(
+    trajs: Sequence[Trajectory], scores: Sequence[Sequence[float]], seed: int
+) -> dict[str, Any]:
+    """Step AUROC against the exact truth among the steps of trajectories whose final answer is
+    wrong (`wrong_answer_auroc`: a trajectory-bootstrap CI); None where it is undefined."""
+    try:
+        res = wrong_answer_auroc(trajs, scores, options=Resampling(seed=seed))
+    except UndefinedAUROC:
+        steps = sum(t.n_steps for t in trajs if not final_correct(t))
+        return {
+            "wrong_answer_steps": steps,
+            "auroc_within_wrong_answers": None,
+            "wrong_answers_ci": None,
+        }
+    return {
+        "wrong_answer_steps": res.n_steps,
+        "auroc_within_wrong_answers": res.value,
+        "wrong_answers_ci": list(res.ci) if res.ci else None,
+    }
 
 
 def _field(exp: Experiment, labeler: str, field: str, trajs: list) -> list[list[float]]:
@@ -165,6 +214,8 @@ def headline_entries(
     out: dict[str, Headline] = {}
     rows = {r["prm"]: r for r in (prm_row(exp, name) for name in exp.prm_names)}
     for name, r in rows.items():
+        if name not in claims.PRM_F1:  # a PRM without a headline number (yet)
+            continue
         f1 = claims.PRM_F1[name]
         put_entry(out, f1, r["f1"], tuple(r["f1_ci"]), benchmark_items(exp, name))
     truth = rows["truth"]

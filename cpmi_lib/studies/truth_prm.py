@@ -8,6 +8,10 @@ Each is scored by the ProcessBench-style F1 on the world benchmark: τ and the r
 chosen on the DEV benchmark (its F1 at its own τ is reported as ``dev_f1``); ``test_f1`` is the
 held-out number.
 
+The untrained baseline every PRM is measured against lives here too: the policy LM's surprise
+(`lm_surprise`, the surprise head's ``min_logprob`` feature read as a probability), on the
+synthetic and the natural-error benchmark alike (`surprise_processbench`).
+
 A study, not a speed benchmark: its numbers are what the README's diagnosis of the value head rests
 on. Every PRM is trained by `train_prm` and evaluated by `evaluate_prm`, like the experiment's.
 
@@ -24,23 +28,26 @@ import json
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import pandas as pd
 import torch
 
 from cpmi_lib.core.paths import RESULTS
 from cpmi_lib.core.roc import auroc
-from cpmi_lib.core.text_format import render_prompt
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.data.world_data import build_world_files, load_benchmark, read_problems
 from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.eval.evaluate import PRMEvaluation, evaluate_prm
 from cpmi_lib.experiment.config import ExperimentConfig
+from cpmi_lib.experiment.natural import BENCHMARKS
+from cpmi_lib.experiment.stages import Experiment
 from cpmi_lib.lm.default_lm import DEFAULT_CACHE, ensure_default_lm
 from cpmi_lib.lm.load import load_lm
 from cpmi_lib.lm.sampling import SampleConfig, sample_solutions
 from cpmi_lib.prm.config import PRMConfig
-from cpmi_lib.prm.encoding import encode_for_prm
+from cpmi_lib.prm.encoding import encode_for_prm, step_spans
+from cpmi_lib.prm.features import SURPRISE_FEATURES, step_features
 from cpmi_lib.prm.model import load_prm
 from cpmi_lib.prm.train import train_prm
 
@@ -76,23 +83,19 @@ RECIPES = {
 }
 
 
-@torch.no_grad()
-def lm_surprise(model, tok, trajs: list[Trajectory]) -> list[list[float]]:
-    """Per step, the policy LM's smallest probability of one of the step's own tokens given
-    everything before it: a verifier with no training at all. It shows how much of the step truth
-    the backbone already holds: a PRM far below it fails to read it out, not to know it."""
+def lm_surprise(model, tok, trajs: list[Trajectory], batch_size: int = 32) -> list[list[float]]:
+    """Per step, the LM's smallest probability of one of the step's own tokens (its separator
+    included) given everything before it: a verifier with no training at all. It shows how much
+    of the step truth the backbone already holds: a PRM far below it fails to read it out, not to
+    know it. The surprise PRM head's own feature (`step_features`' ``min_logprob``), read as a
+    probability; steps beyond the PRM encoding's length get the last kept step's, as a PRM's."""
+    encoded = [encode_for_prm(tok, t.question, t.steps, trajectory_id=t.id) for t in trajs]
+    spans = [step_spans(e.input_ids, e.label_positions, e.n_prompt_tokens) for e in encoded]
+    column = SURPRISE_FEATURES.index("min_logprob")
     out = []
-    for t in trajs:
-        enc = encode_for_prm(tok, t.question, t.steps, trajectory_id=t.id)
-        ids = torch.tensor([enc.input_ids])
-        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-        token_logp = logp.gather(1, ids[0, 1:, None])[:, 0]  # [k - 1]: log p(token k | < k)
-        begin = len(tok(render_prompt(t.question), add_special_tokens=True).input_ids)
-        scores = []
-        for end in enc.label_positions:  # step i: tokens begin..end (its separator included)
-            scores.append(float(token_logp[begin - 1 : end].min().exp()))
-            begin = end + 1
-        out.append(scores)
+    for features, t in zip(step_features(model, spans, batch_size), trajs, strict=True):
+        probs = features[:, column].exp().tolist()
+        out.append(probs + [probs[-1]] * (t.n_steps - len(probs)))
     return out
 
 
@@ -104,6 +107,21 @@ class LMSurprise:
 
     def predict(self, trajectories: list[Trajectory]) -> list[list[float]]:
         return lm_surprise(self.model, self.tok, trajectories)
+
+
+#: The name the untrained surprise baseline's evaluations are cached under (no PRM has it).
+SURPRISE = "lm-surprise"
+
+
+def surprise_processbench(
+    exp: Experiment, benchmarks: tuple[str, ...] = BENCHMARKS
+) -> dict[str, dict[str, Any]]:
+    """The untrained-surprise baseline (`LMSurprise` of the policy LM) on each benchmark, scored
+    as the PRMs are (`Experiment.scored_processbench`: τ chosen on the benchmark's dev part, F1
+    on its test part, cached). Its F1 is ``result[benchmark]["test"]["headline_f1"]``."""
+    return {
+        b: exp.scored_processbench(SURPRISE, lambda: LMSurprise(*exp.lm()), b) for b in benchmarks
+    }
 
 
 def f1_of(evaluation: PRMEvaluation) -> dict[str, object]:
