@@ -122,6 +122,10 @@ NO_CUDA = not torch.cuda.is_available()
             ["--method", "pcmi"],
             "argument --method: invalid choice: 'pcmi' (choose from 'cpmi', 'mc')",
         ),
+        (
+            ["--method", "mc", "--exclude-own-answer"],
+            "exclude_own_answer selects CPMI's negatives: method must be 'cpmi'",
+        ),
     ],
 )
 def test_bad_options_are_one_line_exit_2_before_the_model_loads(

@@ -295,7 +295,8 @@ def test_smoke_grid_writes_every_table_and_figure(tmp_path, monkeypatch, smollm2
     assert EXPECTED_TABLES - TRUTH_ONLY <= tables and not TRUTH_ONLY & tables
     assert EXPECTED_FIGURES - TRUTH_ONLY <= figures and not TRUTH_ONLY & figures
     processbench = pd.read_csv(paper / "results" / "tables" / "processbench.csv")
-    assert set(processbench["PRM"]) == {"cpmi", "mc"}
+    # the hub track's PRMs: CPMI, MC and the controls that need no step truth
+    assert set(processbench["PRM"]) == {"cpmi", "mc", "outcome", "cpmi_noself"}
     assert set(processbench["subset"]) >= {"short", "medium", "long", "mean (headline)"}
     quality = pd.read_csv(paper / "results" / "tables" / "label_quality.csv")
     assert set(quality["against"].dropna()) == {"MC hard label (value > 0)"}

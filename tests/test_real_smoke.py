@@ -81,8 +81,8 @@ def test_real_smoke_runs_end_to_end(real_cache, tmp_path):
     parsed = result["samples_parsed"]
     assert parsed["policy-train"]["samples"] == cfg.train_problems * cfg.samples_per_problem
     assert parsed["policy-train"]["kept"] == len(train)
-    # both PRMs were trained, evaluated on the benchmark and used for Best-of-N
-    assert set(result["processbench"]) == {"cpmi", "mc"}
+    # every PRM (CPMI, MC and the two controls) was trained, evaluated and used for Best-of-N
+    assert set(result["processbench"]) == {"cpmi", "mc", "outcome", "cpmi_noself"}
     for r in result["processbench"].values():
         assert 0.0 <= r["test"]["headline_f1"] <= 1.0
     assert {row["n"] for row in result["best_of_n"]["cpmi"]} == set(cfg.bon_ns)

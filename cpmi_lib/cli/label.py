@@ -94,6 +94,7 @@ def _cmd_label(args: argparse.Namespace) -> None:
             ),
             n_negatives=args.n_negatives,
             negative_sources=tuple(args.negative_sources.split(",")),
+            exclude_own_answer=args.exclude_own_answer,
             mc=MCConfig(
                 n_rollouts=args.n_rollouts,
                 temperature=args.temperature,
@@ -212,6 +213,12 @@ def register_label(sub: argparse._SubParsersAction) -> None:
         "--negative-sources",
         default="trajectory,perturb",
         help="comma-separated: trajectory, perturb, lm",
+    )
+    p.add_argument(
+        "--exclude-own-answer",
+        action="store_true",
+        help="CPMI: never contrast with the trajectory's own final answer (the cpmi_noself "
+        "control, with --negative-sources perturb)",
     )
     p.add_argument("--n-rollouts", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.7)

@@ -128,7 +128,11 @@ def summary_markdown(record: dict[str, Any], ns: tuple[int, ...] = (4, 16)) -> s
         ("auroc_neg_term", "CPMI negative term only (sign flipped)"),
         ("auroc_mc", "MC value"),
         ("auroc_position", "position only (cross-fitted; the floor)"),
+        ("auroc_outcome", "outcome: the final answer's correctness on every step (free)"),
+        ("auroc_cpmi_noself", "CPMI, negatives never the own answer (control)"),
     ]:
+        if key not in q:  # a summary of a run before the controls existed
+            continue
         a = q[key]
         value = ci(a["auroc"], *a["ci"]) if a["auroc"] is not None else a.get("why", "undefined")
         lines.append(f"| {label} | {value} |")
