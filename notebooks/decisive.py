@@ -27,7 +27,6 @@ quality_trajectories = 300
 
 # %%
 
-from cpmi_lib.experiment.natural import NATURAL, SYNTHETIC
 from cpmi_lib.experiment.presets import experiment_config, labeler_axis
 from cpmi_lib.report.decisive_plots import decisive_bars
 from cpmi_lib.report.headline import record_headline
@@ -48,10 +47,9 @@ if embedded:
 
 # %%
 if embedded:
-    benchmarks = (NATURAL, SYNTHETIC) if natural["scorable"] else (SYNTHETIC,)
-    table = decisive.benchmark_table(sources, benchmarks)
-    paired = decisive.paired_f1_tests(sources, benchmarks[0], seed=cfg.seed)
-    bon = decisive.bon_tests(sources, decisive.PAIRS[:3] + (("outcome", "position"),))
+    table = decisive.benchmark_table(sources, natural["benchmarks"])
+    paired = decisive.paired_f1_tests(sources, natural["benchmarks"][0], seed=cfg.seed)
+    bon = decisive.bon_tests(sources)
     chosen = decisive.labeler_experiments(cfg, labelers, results)
     wrong = decisive.wrong_answer_table(sources, chosen, quality_trajectories)
     save_table(table, "decisive", results_dir)

@@ -33,12 +33,12 @@ from cpmi_lib.eval.processbench import first_errors, predict_first_error
 from cpmi_lib.experiment.config import ExperimentConfig, Labeler
 from cpmi_lib.experiment.natural import NATURAL, SYNTHETIC
 from cpmi_lib.experiment.stages import Experiment
-from cpmi_lib.labeling.label_results import read_labels
 from cpmi_lib.labeling.position import cross_fit_scores
 from cpmi_lib.labeling.wrong_answers import UndefinedAUROC, wrong_answer_auroc
 from cpmi_lib.prm.model import load_prm
 from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
+from cpmi_lib.studies.instrument import label_scores
 from cpmi_lib.studies.labeler_axis import best_labeler, chosen_experiment
 from cpmi_lib.studies.truth_prm import SURPRISE, LMSurprise
 
@@ -75,6 +75,8 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("outcome", "position"),
     ("cpmi", "cpmi no own answer"),
 )
+#: The Best-of-N McNemar tests: the decisive pairs and the free controls against each other.
+BON_PAIRS: tuple[tuple[str, str], ...] = (*PAIRS[:3], ("outcome", "position"))
 
 
 def decisive_sources(
@@ -108,7 +110,11 @@ def natural_scorable(exp: Experiment) -> dict[str, Any]:
         for split in ("dev", "test")
     }
     ok = all(a > 0 and e > 0 for split in counts.values() for a, e in split.values())
-    return {"scorable": ok, "all-correct, erroneous items per subset": counts}
+    return {
+        "scorable": ok,
+        "benchmarks": (NATURAL, SYNTHETIC) if ok else (SYNTHETIC,),
+        "all-correct, erroneous items per subset": counts,
+    }
 
 
 def _record(source: Source, benchmark: str) -> dict[str, Any]:
@@ -199,7 +205,9 @@ def paired_f1_tests(
     return pd.DataFrame(rows)
 
 
-def bon_tests(sources: dict[str, Source], pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
+def bon_tests(
+    sources: dict[str, Source], pairs: Sequence[tuple[str, str]] = BON_PAIRS
+) -> pd.DataFrame:
     """Exact McNemar at the largest N over the same Best-of-N problems (each PRM with its own
     dev-chosen aggregation), with the smallest difference detectable at that size (80% power,
     α = 0.05, at the pair's observed discordance: a planning figure, not post-hoc power)."""
@@ -234,12 +242,16 @@ def wrong_answer_table(
     trajectories' steps pooled and within step position. CPMI of every labeler (its dev-chosen
     setting), MC of the policy and of the best labeler, outcome, position."""
     base = sources["truth"].exp
-    trajs = read_trajectories(base.policy_samples("train"))[:n_trajectories]
-    scores = {f"cpmi ({n})": _field(e, "cpmi", "cpmi", trajs) for n, e in labeler_exps.items()}
+    n = n_trajectories
+    trajs = read_trajectories(base.policy_samples("train"))[:n]
+    scores = {
+        f"cpmi ({name})": label_scores(e, "cpmi", "cpmi", trajs, n)
+        for name, e in labeler_exps.items()
+    }
     scores |= {
-        "mc": _field(base, "mc", "value", trajs),
-        "best mc": _field(sources["best mc"].exp, "mc", "value", trajs),
-        "outcome": _field(base, "outcome", "value", trajs),
+        "mc": label_scores(base, "mc", "value", trajs, n),
+        "best mc": label_scores(sources["best mc"].exp, "mc", "value", trajs, n),
+        "outcome": label_scores(base, "outcome", "value", trajs, n),
         "position": cross_fit_scores(trajs, seed=base.cfg.seed),
     }
     rows = []
@@ -273,14 +285,6 @@ def wrong_answer_table(
 def _auroc_or_none(scores: list[float], truth: list[bool]) -> float | None:
     """Pooled AUROC, None where the steps hold one class (a tiny run): never NaN."""
     return auroc(scores, truth) if 0 < sum(truth) < len(truth) else None
-
-
-def _field(exp: Experiment, labeler: str, field: str, trajs: list[Trajectory]) -> list[list[float]]:
-    first = len(trajs)
-    path = exp.labels(labeler, "train", first=first) if labeler != "outcome" else None
-    path = path or exp.labels(labeler, "train")
-    by_id = {r["id"]: r for r in read_labels(path)}
-    return [[float(s[field]) for s in by_id[t.id]["steps"]] for t in trajs]
 
 
 def headline_entries(

@@ -152,7 +152,7 @@ def label_quality_within_position(exp: Experiment, prm_split: str = "dev") -> pd
         if name == "position":
             scores = cross_fit_scores(trajs, seed=exp.cfg.seed)
         else:
-            scores = _field(exp, name, field, trajs)
+            scores = label_scores(exp, name, field, trajs)
         res = position_auroc(trajs, scores, seed=exp.cfg.seed)
         wrong = within_wrong_answers(trajs, scores, exp.cfg.seed)
         rows.append(_quality_row(f"{name} labels", "train", res) | wrong)
@@ -186,8 +186,16 @@ def within_wrong_answers(
     }
 
 
-def _field(exp: Experiment, labeler: str, field: str, trajs: list) -> list[list[float]]:
-    by_id = {r["id"]: r for r in read_labels(exp.labels(labeler, "train"))}
+def label_scores(
+    exp: Experiment,
+    labeler: str,
+    field: str,
+    trajs: Sequence[Trajectory],
+    first: int | None = None,
+) -> list[list[float]]:
+    """Per trajectory of `trajs` (training samples, in order), the step `field` of `labeler`'s
+    labels of the training split (`first`: of at least its first n samples, `Experiment.labels`)."""
+    by_id = {r["id"]: r for r in read_labels(exp.labels(labeler, "train", first=first))}
     return [[float(s[field]) for s in by_id[t.id]["steps"]] for t in trajs]
 
 
