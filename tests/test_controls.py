@@ -163,3 +163,22 @@ def test_best_of_n_settings_leave_the_samples_key_alone():
     assert bon_pool_name("test", 600, 16) == "bon-pool-test-600x16.jsonl"
     assert PRESETS["default-seed1"].config.sample_key() == "53468c8d50c6"
     assert PRESETS["default-seed2"].config.sample_key() == "77e6088d9369"
+
+
+def test_the_sampling_seconds_of_whole_rounds_are_their_seconds_exactly():
+    """A whole round's share is its measured seconds, not a per-trajectory share summed back
+    (56 * s / 56 rounds above s for this s): the set's seconds never exceed every round's."""
+    from cpmi_lib.studies.budget import extra_sampling_seconds
+
+    s = 0.3852453064766108
+    assert 56 * s / 56 > s  # the rounding the plan must not inherit
+    rounds = [
+        {"used": 56, "trajectories": 56, "sampling_seconds": s},
+        {"used": 3, "trajectories": 10, "sampling_seconds": 1.0},
+        {"used": 0, "trajectories": 0, "sampling_seconds": 0.5},
+    ]
+    plan = {"mc_trajectories": 4, "rounds": rounds}
+    assert extra_sampling_seconds(plan, 4) == 0.0
+    assert extra_sampling_seconds(plan, 4 + 56) == s
+    assert extra_sampling_seconds(plan, 4 + 56 + 2) == pytest.approx(s + 0.2)
+    assert extra_sampling_seconds(plan, 10_000) == pytest.approx(s + 0.3)

@@ -229,7 +229,9 @@ def extra_sampling_seconds(plan: dict[str, Any], n: int) -> float:
     total = 0.0
     for r in plan.get("rounds", []):
         take = min(left, int(r["used"]))
-        if take and r["trajectories"]:
+        if take and take == r["trajectories"]:  # a whole round: its seconds exactly, unrounded
+            total += r["sampling_seconds"]
+        elif take:
             total += take * r["sampling_seconds"] / r["trajectories"]
         left -= take
     return total
