@@ -79,7 +79,11 @@ def budget_plan(exp: Experiment) -> dict[str, Any]:
     measured = _measure(exp, mc.wall_seconds, cpmi.wall_seconds, n_base, world_problems)
     used, rounds = measured["used"], measured["rounds"]
     label_s = sum(u["label_seconds"] for u in used)
-    sample_s = sum(u["sampling_seconds"] for u in used)
+    # whole rounds count their measured seconds exactly (as `extra_sampling_seconds` reads
+    # them), so this never exceeds the sum over every round by a rounding error
+    sample_s = extra_sampling_seconds(
+        {"mc_trajectories": n_base, "rounds": rounds}, n_base + len(used)
+    )
     spent = cpmi.wall_seconds + label_s
     plan = {
         "mc_seconds": mc.wall_seconds,
