@@ -205,7 +205,7 @@ def test_resume_of_a_file_that_is_not_a_label_file_is_refused_untouched(
     out.write_bytes(inp.read_bytes()[:-1] if content is None else content.encode())
     before = out.read_bytes()
     code, stdout, err = run(label_args(inp, out, "--resume"), capsys)
-    assert (code, stdout, err) == (1, "", f"{PROG}: error: {out} {message}\n")
+    assert (code, stdout, err) == (2, "", f"{PROG}: error: {out} {message}\n")
     assert out.read_bytes() == before
 
 
@@ -228,7 +228,7 @@ def test_resume_of_another_run_is_refused_untouched(
         code, stdout, err = run(
             label_args(given_input, out, "--resume", *extra, model=model_name), capsys
         )
-        assert code == 1 and stdout == ""
+        assert code == 2 and stdout == ""
         assert err.splitlines()[-1] == f"{PROG}: error: {out} {message}"
         assert "Traceback" not in err
         assert out.read_bytes() == content
@@ -273,7 +273,7 @@ def test_resume_of_another_run_is_refused_untouched(
     out.write_bytes(torn)
     code, _, err = run(label_args(inp, out, "--resume", "--shard", "0/2", model=model_name), capsys)
     assert (
-        code == 1
+        code == 2
         and err.endswith(f"; {message}\n")
         and "line 1: was labeled from in.jsonl with sha256" in err
     )
@@ -290,7 +290,7 @@ def test_a_second_writer_is_refused(tiny_lm, model_name, inp, tmp_path, capsys):
         code, stdout, err = run(
             label_args(inp, out, "--resume", "--shard", "0/2", model=model_name), capsys
         )
-    assert code == 1 and stdout == ""
+    assert code == 2 and stdout == ""
     assert err.splitlines()[-1] == (
         f"{PROG}: error: {out} is being written by another process (it holds the file's lock); "
         "wait for it to finish or write to another file"

@@ -44,7 +44,8 @@ def test_cached_model_and_experiment_keys_are_unchanged_by_the_labeler_fields():
     # grid's PRMs, evaluations and Best-of-N pool, not its LMs, samples or labels
     assert ExperimentConfig().key() == "191ef2494f86"
     assert ExperimentConfig().sample_key() == "80d5d8b92b0b"
-    assert ExperimentConfig().label_key() == "3b97cc710e57"
+    # label format 3 (issue 22: the model's content identity) moved the labels (was 3b97cc710e57)
+    assert ExperimentConfig().label_key() == "f25ea9c79ee0"
     assert "anticipation" not in ContinuedLMConfig().to_dict()
     assert "labeler" not in ExperimentConfig().to_dict()
     assert ContinuedLMConfig(anticipation=0.3).key() != ContinuedLMConfig().key()

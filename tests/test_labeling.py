@@ -29,6 +29,7 @@ from cpmi_lib.labeling.label_file import LabelConfig, label_file, trajectory_see
 from cpmi_lib.labeling.label_results import merge_label_files, read_labels, total_costs
 from cpmi_lib.labeling.mc import MCConfig
 from cpmi_lib.labeling.runs import LabelFileError, dumps_record, parse_shard
+from cpmi_lib.lm.identity import loaded_identity
 
 REPO = Path(__file__).resolve().parents[1]
 CPMI = LabelConfig(method="cpmi", cpmi=CPMIConfig(variant="cumulative"), n_negatives=2)
@@ -284,6 +285,8 @@ def test_every_line_records_the_run(lm, tmp_path, write_input):
     inp = write_input(tmp_path / "in.jsonl", 4)
     label_file(model, tok, "tiny", inp, tmp_path / "out.jsonl", CPMI, shard=(1, 2), progress=False)
     run = {
+        # "tiny" names no model file: the content of the weights and tokenizer in memory
+        "model_identity": loaded_identity(model, tok).to_dict(),
         "dtype": "float32",
         "device": "cpu",
         "shard": [1, 2],
@@ -392,7 +395,7 @@ def test_the_input_as_output_is_refused_untouched(lm, tmp_path, write_input):
     link.symlink_to(inp)
     before = inp.read_bytes()
     for out in (inp, link):
-        with pytest.raises(LabelFileError, match="is the input file; write the labels to a new"):
+        with pytest.raises(LabelFileError, match="is the input file.*; write the labels to a new"):
             label_file(model, tok, "tiny", inp, out, CPMI, resume=True, progress=False)
     assert inp.read_bytes() == before
 

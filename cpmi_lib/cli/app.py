@@ -37,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run a command. Argument errors exit with code 2 and input or output-file errors (a bad
-    record, a refused resume or merge) with code 1, each as one line on stderr, no traceback."""
+    """Run a command. Argument errors and refused outputs (an input, someone else's file, another
+    run's labels, a file another process writes) exit with code 2; input errors (a bad record, a
+    refused merge of shards), a model that cannot be loaded and what the OS refuses (disk full, a
+    file-size limit, a read-only directory) with code 1; each as one line on stderr naming the
+    path and the cause, no traceback. What a run wrote before an OS error stays resumable."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,7 +52,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
+        from cpmi_lib.labeling.runs import OutputRefused
+
+        if isinstance(exc, OutputRefused):
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(exc, OSError) and not isinstance(exc, runtime_errors()):
+            print(f"{prog}: error: {os_error_line(exc)}", file=sys.stderr)
+            sys.exit(1)
         if not isinstance(exc, runtime_errors()):
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def os_error_line(exc: OSError) -> str:
+    """What the OS refused, as "PATH: cause" ("…: No space left on device", "…: File too
+    large", "…: Read-only file system"), or the error's own message when it names no file."""
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    if exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -10,10 +10,24 @@ from pathlib import Path
 def load_model(name: str, **kwargs):
     """`load_lm`, where the name "default" means the embedded track's default LM (trained now if
     the cache lacks it)."""
-    from cpmi_lib.lm.default_lm import ensure_default_lm
     from cpmi_lib.lm.load import load_lm
 
-    return load_lm(ensure_default_lm() if name == "default" else name, **kwargs)
+    try:
+        return load_lm(model_source(name), **kwargs)
+    except (OSError, ValueError, KeyError) as exc:  # missing, not a model, unreadable
+        raise ModelLoadError(f"--model {name}: cannot load it: {exc}") from None
+
+
+def model_source(name: str) -> str:
+    """What a ``--model`` name loads from: "default" is the default LM's directory (trained now if
+    the cache lacks it), anything else itself (a hub id, a directory or a .gguf file)."""
+    from cpmi_lib.lm.default_lm import ensure_default_lm
+
+    return str(ensure_default_lm()) if name == "default" else name
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded: reported as one line naming it and the cause, exit 1."""
 
 
 class UsageError(Exception):
@@ -24,9 +38,19 @@ def runtime_errors() -> tuple[type[BaseException], ...]:
     """Errors of the input or of an output file that a command reports as one line, exit 1."""
     from cpmi_lib.core.trajectory import RecordError
     from cpmi_lib.labeling.runs import LabelFileError
+    from cpmi_lib.lm.identity import ModelIdentityError
+    from cpmi_lib.lm.load import ModelUnavailableError
     from cpmi_lib.lm.logprob import SequenceTooLongError
 
-    return (LabelFileError, RecordError, SequenceTooLongError, FileExistsError)
+    return (
+        LabelFileError,
+        RecordError,
+        SequenceTooLongError,
+        FileExistsError,
+        ModelLoadError,
+        ModelUnavailableError,
+        ModelIdentityError,
+    )
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from cpmi_lib.cli.common import (
     check_output_path,
     check_positive,
     load_model,
+    model_source,
     same_file,
 )
 
@@ -56,6 +56,9 @@ def _check_label_args(args: argparse.Namespace) -> tuple[int, int]:
         raise UsageError(f"--out {out} is the --input file; write the labels to a new file")
     if out.exists() and not args.resume:
         raise UsageError(f"--out {out} exists: pass --resume to complete it, or choose a new --out")
+    from cpmi_lib.labeling.outputs import check_outputs
+
+    check_outputs(out, [inp])  # its cost summary, a lock held by another process
     return shard
 
 
@@ -80,6 +83,8 @@ def _cmd_label(args: argparse.Namespace) -> None:
     from cpmi_lib.labeling.label_file import LabelConfig, check_resumable, label_file
     from cpmi_lib.labeling.label_results import describe_skip
     from cpmi_lib.labeling.mc import MCConfig
+    from cpmi_lib.labeling.outputs import write_costs
+    from cpmi_lib.lm.identity import model_identity
 
     shard = _check_label_args(args)
     templates = PROMPT_TEMPLATES[: args.templates]
@@ -117,10 +122,14 @@ def _cmd_label(args: argparse.Namespace) -> None:
             cfg, cpmi=replace(cfg.cpmi, templates=chat), mc=replace(cfg.mc, template=chat[0])
         )
     # The input and an output being resumed are checked before the model loads, too (with
-    # --chat, right after: the prompts are part of the run's identity).
-    check_resumable(
-        args.input, args.out, cfg, args.model, shard=shard, skip_invalid=args.skip_invalid
-    )
+    # --chat, right after: the prompts are part of the run's identity), the model's content
+    # identity included (its files' sha256, so a resume never mixes two models' labels).
+    # First all that needs no model file, then the model's content (hashing weights is slower).
+    check = dict(shard=shard, skip_invalid=args.skip_invalid)
+    check_resumable(args.input, args.out, cfg, args.model, **check, model_content=False)
+    identity = model_identity(model_source(args.model))
+    if Path(args.out).is_file():
+        check_resumable(args.input, args.out, cfg, args.model, **check, model_identity=identity)
     if not args.chat:
         model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
     skipped: list[dict] = []
@@ -135,12 +144,14 @@ def _cmd_label(args: argparse.Namespace) -> None:
         shard=shard,
         skip_invalid=args.skip_invalid,
         skipped=skipped,
+        model_identity=identity,
     )
-    summary = Path(str(args.out) + ".costs.json")
-    summary.write_text(json.dumps(costs.to_dict(), indent=2, allow_nan=False) + "\n")
+    summary = write_costs(Path(args.out), costs.to_dict())
     for s in skipped:
         print(f"skipped: {args.input} {describe_skip(s)}", file=sys.stderr)
     per_step = costs.per_step() if costs.steps else {}
+    if not costs.items and not skipped:
+        print(f"shard {args.shard} selects no record of {args.input}: an empty, complete shard")
     print(
         f"labeled {costs.items} trajectories ({costs.steps} steps) into {args.out}"
         + (f"; skipped {len(skipped)} invalid record(s) (listed on stderr)" if skipped else "")
@@ -165,12 +176,12 @@ def _cmd_merge(args: argparse.Namespace) -> None:
                 raise UsageError(f"shard file {p} is given twice")
 
     from cpmi_lib.labeling.label_results import merge_label_files, read_labels, total_costs
+    from cpmi_lib.labeling.outputs import write_costs
 
     out.parent.mkdir(parents=True, exist_ok=True)
     n = merge_label_files(shards, out)
     labeled = read_labels(out)
-    summary = Path(str(args.out) + ".costs.json")
-    summary.write_text(json.dumps(total_costs(labeled).to_dict(), indent=2) + "\n")
+    summary = write_costs(out, total_costs(labeled).to_dict())
     skipped = f" and {n - len(labeled)} skipped record(s)" if n > len(labeled) else ""
     print(
         f"merged {len(labeled)} labeled trajectories{skipped} into {args.out}; costs in {summary}"

@@ -29,12 +29,25 @@ def mine_trajectory_numbers(steps: Sequence[str]) -> list[str]:
     """The numbers in `steps`, normalized and deduplicated: results first, most recent first."""
     results: list[str] = []
     others: list[str] = []
+    normalized: dict[str, str] = {}  # by spelling: a long step repeats its numbers many times
     for step in reversed(steps):
         for match in reversed(list(_NUMBER.finditer(step))):
-            before = step[: match.start()].rstrip()
-            is_result = before.endswith("=") and not before.endswith(("<=", ">=", "!=", "=="))
-            (results if is_result else others).append(_normalize_number(match))
+            is_result = _follows_equals(step, match.start())
+            key = match[0]
+            if key not in normalized:
+                normalized[key] = _normalize_number(match)
+            (results if is_result else others).append(normalized[key])
     return list(dict.fromkeys(results + others))
+
+
+def _follows_equals(text: str, index: int) -> bool:
+    """Whether `text[:index]`, trailing whitespace dropped, ends with "=" but not "<=", ">=",
+    "!=" or "==". Scans back over the whitespace only, instead of copying the prefix, so mining
+    stays linear in the text's length (a megabyte-long step took minutes)."""
+    j = index
+    while j > 0 and text[j - 1].isspace():  # the characters `str.rstrip()` drops
+        j -= 1
+    return j > 0 and text[j - 1] == "=" and (j < 2 or text[j - 2] not in "<>!=")
 
 
 def _normalize_number(match: re.Match[str]) -> str:

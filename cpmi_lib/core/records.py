@@ -149,14 +149,15 @@ def read_jsonl(path: str | os.PathLike[str], data: bytes | None = None) -> Itera
             yield _parse(text, where)
 
 
-def read_json(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
+def read_json(path: str | os.PathLike[str], data: bytes | None = None) -> Iterator[SourceRecord]:
     """The records of a ``.json`` file: the elements of one top-level array, else JSON Lines."""
     path = Path(path)
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
+    raw = data
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
     if not data.lstrip().startswith(b"["):
-        yield from read_jsonl(path)
+        yield from read_jsonl(path, raw)
         return
     try:
         text = data.decode("utf-8")
@@ -227,13 +228,14 @@ def _array_elements(text: str, path: Path) -> Iterator[SourceRecord]:
         return
 
 
-def read_parquet(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
+def read_parquet(path: str | os.PathLike[str], data: bytes | None = None) -> Iterator[SourceRecord]:
     """The rows of a Parquet file as dicts, typed by the file's own schema, named ``PATH row i``."""
     import pyarrow.parquet as pq
 
     path = Path(path)
     i = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+    source = path if data is None else io.BytesIO(data)
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
         for row in batch.to_pylist():
             yield SourceRecord(f"{path} row {i}", row)
             i += 1
@@ -250,3 +252,35 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
     if suffix == ".parquet":
         return read_parquet(path)
     raise ValueError(f"{path}: unsupported file type {path.suffix!r} (expected one of {SUFFIXES})")
+
+
+def read_any(path: str | os.PathLike[str], data: bytes) -> Iterator[SourceRecord]:
+    """The records of `data` (the bytes of `path`) by what the bytes are, whatever the suffix:
+    Parquet (its ``PAR1`` magic), one JSON array (a first line that opens ``[`` and is not a
+    whole JSON value by itself, or a ``.json`` file that starts with ``[``), else JSON Lines.
+
+    For inputs named anything (a labeling run's ``--input``): read as JSON Lines, a Parquet
+    file or a pretty-printed array would be one bad "record" per physical line, so a run that
+    skips bad records would label nothing and report thousands of skips."""
+    path = Path(path)
+    if data.startswith(_PARQUET_MAGIC):
+        return read_parquet(path, data)
+    body = data[len(_BOM) :] if data.startswith(_BOM) else data
+    if path.suffix.lower() == ".json" or _opens_array(body):
+        return read_json(path, data)
+    return read_jsonl(path, data)
+
+
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _opens_array(body: bytes) -> bool:
+    """Whether the first line opens a JSON array that it does not close (a pretty-printed one)."""
+    if not body.lstrip().startswith(b"["):
+        return False
+    first = body.lstrip().split(b"\n", 1)[0]
+    try:
+        json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return False

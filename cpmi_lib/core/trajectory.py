@@ -118,6 +118,7 @@ def _check(record: dict[str, Any], where: str) -> dict[str, Any]:
     question = record["question"]
     if not isinstance(question, str) or not question.strip():
         raise RecordError(where, "question", "must be a non-empty string")
+    _check_encodable(question, where, "question")
     steps = record["steps"]
     if not isinstance(steps, list | tuple):
         raise RecordError(where, "steps", f"must be a list of strings, got {type(steps).__name__}")
@@ -128,6 +129,7 @@ def _check(record: dict[str, Any], where: str) -> dict[str, Any]:
             raise RecordError(where, f"steps[{i}]", f"must be a string, got {type(step).__name__}")
         if not step.strip():
             raise RecordError(where, f"steps[{i}]", "empty or whitespace-only step")
+        _check_encodable(step, where, f"steps[{i}]")
     record["steps"] = list(steps)
     for name in ("gold_answer", "final_answer"):
         value = record.get(name)
@@ -137,6 +139,8 @@ def _check(record: dict[str, Any], where: str) -> dict[str, Any]:
             if isinstance(value, float) and not math.isfinite(value):
                 raise RecordError(where, name, f"must be a finite number, got {value!r}")
             record[name] = str(value)
+        if isinstance(record.get(name), str):
+            _check_encodable(record[name], where, name)
     gold = record.get("gold_answer")
     if gold is not None:
         record["gold_answer"] = gold.strip()
@@ -175,6 +179,21 @@ def _check(record: dict[str, Any], where: str) -> dict[str, Any]:
     elif not isinstance(metadata, Mapping):
         raise RecordError(where, "metadata", f"must be an object, got {type(metadata).__name__}")
     return record
+
+
+def _check_encodable(text: str, where: str, field_name: str) -> None:
+    """Text a tokenizer can encode: JSON's ``\\ud800`` escapes decode to lone surrogates (half an
+    emoji in truncated LM output), which no UTF-8 tokenizer takes; refused here, as this record's
+    error, instead of as a TypeError deep in a tokenizer that would stop the whole run."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordError(
+            where,
+            field_name,
+            f"not encodable text: a lone surrogate {text[exc.start]!r} at character "
+            f"{exc.start + 1} (half of a character; is the text truncated?)",
+        ) from None
 
 
 def labels_from_first_error(n_steps: int, first_error: int) -> list[bool]:

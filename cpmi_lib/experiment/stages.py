@@ -45,6 +45,7 @@ from cpmi_lib.labeling.label_file import label_file
 from cpmi_lib.labeling.label_results import read_labels
 from cpmi_lib.labeling.outcome import outcome_label_records
 from cpmi_lib.labeling.position import PositionLabeler
+from cpmi_lib.lm.identity import model_identity
 from cpmi_lib.lm.sampling import SampleConfig
 from cpmi_lib.prm.model import load_prm
 from cpmi_lib.prm.targets import SCORE_FIELD, scores_for_trajectories
@@ -199,8 +200,11 @@ class Experiment(ReadPrompts, BenchmarkStages):
         cfg = label_run(self.cfg, labeler, self.cpmi_config(), self.mc_config())
         model, tok = self.labeler_lm()
         # by its cache-relative name: labels stay resumable when the cache moves or is linked
-        name = self.track.shown(self.track.labeler_path)
-        return label_file(model, tok, name, trajs, out, cfg, resume=True, stop_when=stop_when)
+        name_path = self.track.labeler_path
+        name = self.track.shown(name_path)
+        # by content too: a re-trained labeler in the same folder never resumes another's file
+        run = dict(resume=True, stop_when=stop_when, model_identity=model_identity(name_path))
+        return label_file(model, tok, name, trajs, out, cfg, **run)
 
     def position_labeler(self) -> PositionLabeler:
         """The position-only labeler, fit on the exact truth of the base training set."""

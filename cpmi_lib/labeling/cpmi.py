@@ -34,7 +34,13 @@ from cpmi_lib.core.costs import CostMeter
 from cpmi_lib.core.text_format import ANSWER_FORMAT, DEFAULT_TEMPLATE, STEP_SEPARATOR
 from cpmi_lib.core.trajectory import Trajectory
 from cpmi_lib.labeling.negatives import Negative, negatives_for_trajectory
-from cpmi_lib.lm.logprob import ScoreRequest, packed_logprobs, reference_logprobs
+from cpmi_lib.lm.logprob import (
+    ScoreRequest,
+    SequenceTooLongError,
+    max_positions,
+    packed_logprobs,
+    reference_logprobs,
+)
 
 Variant = Literal["marginal", "cumulative", "loo"]
 VARIANTS: tuple[Variant, ...] = ("marginal", "cumulative", "loo")
@@ -226,6 +232,36 @@ def cpmi_step_scores(
     ]
 
 
+def check_fits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    steps: Sequence[str],
+    gold: str,
+    cfg: CPMIConfig,
+) -> None:
+    """SequenceTooLongError when the longest context (in characters) of some template plus the
+    gold answer exceeds the model's positions; nothing to check when it does not say how many.
+
+    A cheap refusal, run before negatives are mined and verified: it tokenizes one context per
+    template, as `cpmi_requests` does. Longer negatives are still caught when scoring.
+    """
+    limit = max_positions(model)
+    if limit is None:
+        return
+    target = tokenizer(cfg.answer_format.format(answer=gold), add_special_tokens=False).input_ids
+    for template in cfg.templates:
+        contexts, _ = context_pairs(question, steps, template, cfg.variant, cfg.step_separator)
+        longest = max(contexts, key=len)
+        n_ctx = len(tokenizer(longest, add_special_tokens=True).input_ids)
+        n = n_ctx + len(target)
+        if n > limit:
+            raise SequenceTooLongError(
+                f"context ({n_ctx} tokens) + answer ({len(target)} tokens) = {n} tokens "
+                f"exceeds the model's limit of {limit} positions"
+            )
+
+
 def cpmi_trajectory(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -241,7 +277,12 @@ def cpmi_trajectory(
     """CPMI of one trajectory: its hard negatives (`negatives_for_trajectory`, drawn with
     `seed`; with `exclude_own_answer` never its own final answer), then every step's score
     against them. The one per-trajectory pipeline: label files,
-    the ablations and the labeling benchmark all go through it, so they score alike."""
+    the ablations and the labeling benchmark all go through it, so they score alike.
+
+    A trajectory that cannot fit the model (`check_fits`) is refused first, before the costly
+    mining and verification of negatives."""
+    if traj.gold_answer is not None:  # else negatives_for_trajectory says it is missing
+        check_fits(model, tokenizer, traj.question, traj.steps, traj.gold_answer, cfg)
     negatives = negatives_for_trajectory(
         traj,
         n_negatives,

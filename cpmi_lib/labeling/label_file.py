@@ -19,8 +19,9 @@ of a file can lose it. Guarantees:
 - Resume (``resume=True``): after a kill at any point (a torn last line included) a rerun keeps
   every complete line, redoes the rest, and gives the same labels as an uninterrupted run. It is
   refused, file untouched, unless every complete line is a label record of this very run (same
-  model, config, dtype, device, shard and input bytes; the message names the line and the field
-  that differs; an edited input must go to a new file), no index or id is there twice, and a torn
+  model name and content, config, dtype, device, shard and input bytes; the message names the
+  line and the field that differs; an edited input must go to a new file), no index or id is
+  there twice, and a torn
   last line starts like a record; only then is a torn last line cut off. ``resume=True`` on a
   missing file starts it. Without ``resume`` an existing output is refused.
 - Lock: the output is held under an exclusive, non-blocking ``flock`` while it is written; a
@@ -35,7 +36,9 @@ of a file can lose it. Guarantees:
   counted and reported. A resumed run treats skipped lines as done (they fail again the same way).
 - No NaN: configs refuse non-finite weights and temperatures, a non-finite score is a
   `RecordError`, and lines are written with ``allow_nan=False``.
-- Shards: ``shard=(i, n)`` labels the records whose index is i mod n; `merge_label_files`
+- Outputs: only files this run made, or its own label file on resume (`outputs`).
+- Shards: ``shard=(i, n)`` labels the records whose index is i mod n (none: an empty, complete
+  shard file); `merge_label_files`
   (in `label_results`) joins the n shards of one run back into input order, refusing torn or
   foreign lines (file and line named), a shard being written, a missing, incomplete or doubled
   shard, and shards of another run or input (see `cpmi_lib.labeling.runs`).
@@ -68,6 +71,8 @@ from cpmi_lib.labeling.label_results import describe_skip
 from cpmi_lib.labeling.mc import MCConfig, mc_step_values
 from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES
 from cpmi_lib.labeling.runs import RunIdentity, dumps_record, locked_output
+from cpmi_lib.lm.identity import ModelIdentity, ModelIdentityError, loaded_identity
+from cpmi_lib.lm.identity import model_identity as file_identity
 from cpmi_lib.lm.load import count_parameters
 from cpmi_lib.lm.logprob import SequenceTooLongError
 
@@ -207,15 +212,27 @@ def check_resumable(
     *,
     shard: tuple[int, int] = (0, 1),
     skip_invalid: bool = False,
+    model_identity: ModelIdentity | None = None,
+    model_content: bool = True,
 ) -> None:
     """What `label_file` checks before it labels, short of the model's dtype and device: usable
-    before loading the model. Raises RecordError or LabelFileError; never touches the output."""
+    before loading the model (with its `model_identity` from its files; with `model_content`
+    False, all but that). Raises RecordError or LabelFileError; never touches the output."""
     input_path, out = Path(input_path), Path(out_path)
     items, identity = plan_run(
-        input_path, out, cfg.method, cfg.to_dict(), model_name, shard, skip_invalid
+        input_path,
+        out,
+        cfg.method,
+        cfg.to_dict(),
+        model_name,
+        shard,
+        skip_invalid,
+        model_identity=None if model_identity is None else model_identity.to_dict(),
     )
     if out.is_file():
-        check_existing(out, out.read_bytes(), identity, items, input_path)
+        check_existing(
+            out, out.read_bytes(), identity, items, input_path, model_content=model_content
+        )
 
 
 def _skip_line(it: InputItem, exc: RecordError, identity: RunIdentity) -> dict[str, Any]:
@@ -225,6 +242,17 @@ def _skip_line(it: InputItem, exc: RecordError, identity: RunIdentity) -> dict[s
         "skipped": {"line": it.line, "field": exc.field, "problem": exc.problem},
         **identity.stamp(),
     }
+
+
+def _identity_of(
+    model_name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+) -> ModelIdentity:
+    """The content identity of the files `model_name` names, or of the loaded model when the
+    name is no model path or cached hub id (a caller's own label for a model in memory)."""
+    try:
+        return file_identity(model_name)
+    except ModelIdentityError:
+        return loaded_identity(model, tokenizer)
 
 
 def label_file(
@@ -241,6 +269,7 @@ def label_file(
     progress: bool = True,
     skipped: list[dict[str, Any]] | None = None,
     stop_when: Callable[[Costs], bool] | None = None,
+    model_identity: ModelIdentity | None = None,
 ) -> Costs:
     """Label every trajectory of `input_path` (of this shard) into `out_path`; return the costs of
     the whole file (earlier, resumed runs included). See the module docstring for what is checked.
@@ -252,9 +281,16 @@ def label_file(
 
     `skipped`, when given, receives every skipped record of the file (this run's and earlier ones)
     as ``{"index", "id", "line", "field", "problem"}``.
+
+    `model_identity` is the content of the model's files (`cpmi_lib.lm.identity.model_identity`,
+    as the command line and the experiments pass it); without it, that of `model_name`'s files
+    when it names a model, else that of the loaded weights and tokenizer (`loaded_identity`).
+    Every line carries it, and a resume under another is refused.
     """
     input_path, out = Path(input_path), Path(out_path)
     param = next(model.parameters())
+    if model_identity is None:
+        model_identity = _identity_of(model_name, model, tokenizer)
     mine, identity = plan_run(
         input_path,
         out,
@@ -265,6 +301,7 @@ def label_file(
         skip_invalid,
         dtype=str(param.dtype).removeprefix("torch."),
         device=str(param.device),
+        model_identity=model_identity.to_dict(),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     total = Costs()
@@ -312,8 +349,11 @@ def label_file(
                         "costs": meter.costs.to_dict(),
                     }
                     total = total + meter.costs
-            f.write(dumps_record(line))
-            f.flush()
+            try:
+                f.write(dumps_record(line))
+                f.flush()
+            except OSError as exc:  # disk full, a file-size limit: name the file; resumable
+                raise OSError(exc.errno, exc.strerror, str(out)) from None
             if "skipped" in line:
                 skips.append({"index": it.index, "id": it.id, **line["skipped"]})
             bar.set_postfix(steps_per_s=f"{total.steps / max(total.wall_seconds, 1e-9):.1f}")

@@ -5,16 +5,17 @@ run's and may be resumed. The guarantees are stated in `label_file`'s docstring.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cpmi_lib.core.records import read_jsonl
+from cpmi_lib.core.records import read_any
 from cpmi_lib.core.trajectory import RecordError, Trajectory
+from cpmi_lib.labeling.outputs import check_outputs
 from cpmi_lib.labeling.runs import (
     LabelFileError,
+    OutputRefused,
     RunIdentity,
     check_one_run,
     scan_label_file,
@@ -52,14 +53,19 @@ _LINE = re.compile(r" line (\d+)$")
 def read_input(path: Path, method: str) -> tuple[list[InputItem], str]:
     """Every record of the input (valid or not, in order) and the sha256 of the file's bytes.
 
-    Records are read as `iter_trajectories` reads them; a duplicate id (after its first) and a
-    missing gold answer are errors of that record too.
+    Records are read as `iter_trajectories` reads them, from JSON Lines, a JSON array or Parquet
+    alike (`read_any`: a record is a record, not a physical line); a duplicate id (after its
+    first) and a missing gold answer are errors of that record too. A read error after which the
+    rest of the file cannot be located (inside a JSON array) is raised at once: skipping it would
+    silently drop every record after it.
     """
     data = path.read_bytes()  # hashed and parsed from the same bytes: an edit cannot slip between
     sha = hashlib.sha256(data).hexdigest()
     items: list[InputItem] = []
     first_line: dict[str, int | None] = {}
-    for source in read_jsonl(path, data):
+    for source in read_any(path, data):
+        if source.fatal:
+            raise source.error  # type: ignore[misc]
         item = InputItem(len(items), source.where)
         items.append(item)
         try:
@@ -94,6 +100,7 @@ def plan_run(
     skip_invalid: bool,
     dtype: str | None = None,
     device: str | None = None,
+    model_identity: dict[str, str] | None = None,
 ) -> tuple[list[InputItem], RunIdentity]:
     """Check the paths and the input of a run labeling with `method` under `config` (the
     `LabelConfig` as stored); return this shard's records and the run's identity."""
@@ -104,18 +111,15 @@ def plan_run(
         raise LabelFileError(f"{input_path}: no such file (the input trajectories)")
     if out.is_dir():
         raise LabelFileError(f"{out} is a directory; the output must be a file")
-    if out.exists() and os.path.samefile(out, input_path):
-        raise LabelFileError(f"{out} is the input file; write the labels to a new file")
+    check_outputs(out, [input_path])
     items, sha = read_input(input_path, method)
     if not skip_invalid:
         bad = next((it for it in items if it.error is not None), None)
         if bad is not None:
             raise bad.error  # type: ignore[misc]
+    # may be empty (more shards than records): the shard file is then empty and complete, and
+    # `merge_label_files` accepts it, so any split of a run can be merged
     mine = [it for it in items if it.index % n == i]
-    if not mine:
-        raise LabelFileError(
-            f"shard {i}/{n} selects no record of {input_path} ({len(items)} records)"
-        )
     identity = RunIdentity(
         model=model_name,
         config=config,
@@ -125,15 +129,39 @@ def plan_run(
         input_name=input_path.name,
         input_sha256=sha,
         input_records=len(items),
+        model_identity=model_identity,
     )
     return mine, identity
 
 
 def check_existing(
-    out: Path, data: bytes, identity: RunIdentity, items: list[InputItem], input_path: Path
+    out: Path,
+    data: bytes,
+    identity: RunIdentity,
+    items: list[InputItem],
+    input_path: Path,
+    *,
+    model_content: bool = True,
 ) -> tuple[dict[int, dict[str, Any]], int]:
     """The records of an output being resumed, by index, and the byte length of its complete
-    lines; LabelFileError unless every line is a record of this run for these input records."""
+    lines; `OutputRefused` (the output is not this run's to write) unless every line is a record
+    of this run for these input records (with `model_content` False, the model's content
+    identity aside: a check before the model's files are hashed)."""
+    try:
+        if not model_content:
+            scan = scan_label_file(out, data)
+            first = scan.records[0][1]["run"].get("model_identity") if scan.records else None
+            identity = replace(identity, model_identity=first)
+        return _existing_records(out, data, identity, items, input_path)
+    except OutputRefused:
+        raise
+    except LabelFileError as exc:
+        raise OutputRefused(str(exc)) from None
+
+
+def _existing_records(
+    out: Path, data: bytes, identity: RunIdentity, items: list[InputItem], input_path: Path
+) -> tuple[dict[int, dict[str, Any]], int]:
     scan = scan_label_file(out, data)
     if scan.torn:
         problem = torn_line_problem(scan.torn)

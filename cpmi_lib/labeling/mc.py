@@ -115,9 +115,16 @@ def check_prefix_lengths(
     max_new_tokens: int,
 ) -> None:
     """SequenceTooLongError if some prefix prompt plus `max_new_tokens` exceeds the model's
-    positions (nothing to check when the model does not say how many it has)."""
+    positions (nothing to check when the model does not say how many it has).
+
+    Prefixes grow, so when the longest fits, all do: one tokenization instead of S (quadratic in
+    the solution's length). Only when it does not fit are they scanned in order, to name the
+    first step that does not.
+    """
     limit = max_positions(model)
-    if limit is None:
+    if limit is None or not prompts:
+        return
+    if len(tokenizer(max(prompts, key=len)).input_ids) + max_new_tokens <= limit:
         return
     for i, prompt in enumerate(prompts):
         n = len(tokenizer(prompt).input_ids)  # as `generate_texts` encodes it

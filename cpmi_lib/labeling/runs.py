@@ -13,16 +13,17 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from cpmi_lib.core.records import json_type
 
-#: Version of the label-file format; 2 added the `run` identity and skipped-record lines. Caches
-#: keyed on it (e.g. `prm_experiment`'s data directory) do not try to resume files of another.
-LABEL_FORMAT = 2
+#: Version of the label-file format; 2 added the `run` identity and skipped-record lines, 3 the
+#: model's content identity (``run.model_identity``). Caches keyed on it (the experiments' label
+#: folders) do not try to resume files of another.
+LABEL_FORMAT = 3
 #: How every output line starts (``json.dumps`` keeps insertion order and the index comes first);
 #: a torn last line is only cut off on resume if it starts like this.
 RECORD_START = b'{"index": '
@@ -31,6 +32,11 @@ _RUN_KEYS = ("dtype", "device", "shard", "input", "input_sha256", "input_records
 
 class LabelFileError(ValueError):
     """A label file that cannot be resumed, merged or read as one run; says which file and line."""
+
+
+class OutputRefused(LabelFileError):
+    """An output a command must not write (an input, someone else's file, another run's labels,
+    or held by another process); nothing was written. See `cpmi_lib.labeling.outputs`."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,14 @@ class RunIdentity:
     input_name: str
     input_sha256: str
     input_records: int
+    #: the model's and tokenizer's content (`cpmi_lib.lm.identity`), so one file is one model
+    #: even when other weights come to sit behind the same name; None in files before format 3
+    model_identity: dict[str, str] | None = None
 
     def run_dict(self) -> dict[str, Any]:
         """The ``run`` object of an output line."""
         return {
+            "model_identity": self.model_identity,
             "dtype": self.dtype,
             "device": self.device,
             "shard": list(self.shard),
@@ -77,6 +87,7 @@ class RunIdentity:
             input_name=run["input"],
             input_sha256=run["input_sha256"],
             input_records=run["input_records"],
+            model_identity=run.get("model_identity"),
         )
 
     def difference(
@@ -102,6 +113,13 @@ class RunIdentity:
             a, b = getattr(self, name), getattr(other, name)
             if a is not None and b is not None and a != b:
                 return name, f"was labeled with {name} {a}, {other_name} uses {b}"
+        # after dtype: the content of weights in memory (`loaded_identity`) changes with it
+        if self.model_identity != other.model_identity:
+            return "model", (
+                f"was labeled with model {self.model} of content "
+                f"{_identity_text(self.model_identity)}, {other_name} uses {other.model} of "
+                f"content {_identity_text(other.model_identity)}: another model's weights"
+            )
         if shard and self.shard != other.shard:
             return "shard", (
                 f"was labeled as shard {shard_text(self.shard)}, {other_name} is shard "
@@ -114,6 +132,13 @@ class RunIdentity:
                 f"sha256 {other.input_sha256[:12]}… ({other.input_records} records)"
             )
         return None
+
+
+def _identity_text(identity: dict[str, str] | None) -> str:
+    """A model identity in a message: ``weights sha256:1a2b3c4d5e6f…, tokenizer …``."""
+    if identity is None:
+        return "unrecorded (a label file from before format 3)"
+    return ", ".join(f"{k} {v[:19]}…" for k, v in sorted(identity.items()))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -177,6 +202,11 @@ def record_problem(record: Any) -> str | None:
         or not 0 <= shard[0] < shard[1]
     ):
         return f"'run.shard' must be [i, n] with 0 <= i < n, got {shard!r}"
+    identity = run.get("model_identity")
+    if identity is not None and not (
+        isinstance(identity, dict) and all(isinstance(v, str) for v in identity.values())
+    ):
+        return "'run.model_identity' must be an object of strings or null"
     if not isinstance(run["input_sha256"], str) or not _is_int(run["input_records"]):
         return "'run.input_sha256' must be a string and 'run.input_records' an integer"
     if record["index"] >= run["input_records"]:
@@ -288,14 +318,16 @@ def check_one_run(
 # ------------------------------------------------------------------------------------- locking
 
 
-def lock_file(f: IO[bytes], path: Path, mode: int) -> None:
-    """Take `mode` (shared or exclusive) on `f` without waiting; LabelFileError if it is held."""
+def lock_file(
+    f: IO[bytes], path: Path, mode: int, error: type[LabelFileError] = LabelFileError
+) -> None:
+    """Take `mode` (shared or exclusive) on `f` without waiting; `error` if it is held."""
     try:
         fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        raise LabelFileError(
+        raise error(
             f"{path} is being written by another process (it holds the file's lock); wait for it "
             "to finish or write to another file"
         ) from None
@@ -321,7 +353,7 @@ def locked_output(path: Path, *, resume: bool) -> Iterator[tuple[IO[bytes], bool
         fd, created = os.open(path, os.O_RDWR), False
     f = os.fdopen(fd, "r+b")
     try:
-        lock_file(f, path, fcntl.LOCK_EX)
+        lock_file(f, path, fcntl.LOCK_EX, OutputRefused)
         if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:  # removed and made anew meanwhile
             raise LabelFileError(f"{path} was replaced while it was opened; run again")
         try:
@@ -330,5 +362,10 @@ def locked_output(path: Path, *, resume: bool) -> Iterator[tuple[IO[bytes], bool
             if created and os.fstat(f.fileno()).st_size == 0:
                 path.unlink(missing_ok=True)
             raise
-    finally:
-        f.close()  # releases the lock
+    except BaseException:
+        # a write the OS refused (disk full) left bytes in the buffer: closing would fail again
+        # and hide the first error, which names the file
+        with suppress(OSError):
+            f.close()
+        raise
+    f.close()  # releases the lock

@@ -49,6 +49,7 @@ from cpmi_lib.eval.best_of_n import (
 from cpmi_lib.labeling.cpmi import CPMIConfig, Variant
 from cpmi_lib.labeling.label_file import LabelConfig, label_file
 from cpmi_lib.labeling.label_results import describe_skip, read_labels
+from cpmi_lib.lm.identity import model_identity
 from cpmi_lib.lm.load import ensure_smollm2, load_lm
 from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
@@ -154,6 +155,7 @@ def score_solutions(
         skip_invalid=True,
         progress=progress,
         skipped=skipped,
+        model_identity=model_identity(model_dir),
     )
     dropped = [str(e) for e in row_errors]  # "<file> line <n>: field '<f>': <problem>"
     dropped += [f"{inputs.name} {describe_skip(s)}" for s in skipped]
