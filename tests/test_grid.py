@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import FrozenInstanceError, replace
 
@@ -371,12 +372,23 @@ def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(
     assert re.fullmatch(r"\[grid:smoke 2/2\] label_cost \.\.\. \(elapsed \d+s\)", lines[2])
     assert re.fullmatch(r"\[grid:smoke\] 2 notebooks in \d+s", lines[4])
 
+    assert not (tmp_path / "results" / "timings.json").exists()  # only a full run writes it
     grid.run_grid("smoke", tmp_path)
     assert not headline.exists()
     n = len(grid.NOTEBOOKS)
     out = capsys.readouterr().out
     assert f"[grid:smoke {n}/{n}] {grid.NOTEBOOKS[-1]} ..." in out
     assert len(ran) == 2 + n
+    timings = json.loads((tmp_path / "results" / "timings.json").read_text())
+    assert list(timings["stages"]) == [run.name for run in grid.PRESETS["smoke"].notebooks]
+    assert timings["preset"] == "smoke" and timings["machine"]["cpus"] == os.cpu_count()
+    assert timings["total_seconds"] >= sum(timings["stages"].values()) - 0.1 * n
+    # the next run estimates what is left from the last full run's seconds, stage by stage
+    stages = {name: 60.0 * (i + 1) for i, name in enumerate(timings["stages"])}
+    (tmp_path / "results" / "timings.json").write_text(json.dumps({**timings, "stages": stages}))
+    grid.run_grid("smoke", tmp_path, only=[grid.NOTEBOOKS[-1]])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(f", about {grid.format_elapsed(60.0 * n)} left by the last run)")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import sys
 
 from cpmi_lib.cli.common import UsageError, runtime_errors
 from cpmi_lib.cli.label import register_label, register_merge
+from cpmi_lib.cli.models import register as register_models
 from cpmi_lib.cli.prm import register as register_prm
 from cpmi_lib.cli.runs import register as register_runs
 from cpmi_lib.cli.world import register as register_world
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_label(sub)
     register_prm(sub)
     register_merge(sub)
+    register_models(sub)
     return parser
 
 

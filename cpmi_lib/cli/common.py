@@ -41,6 +41,7 @@ def runtime_errors() -> tuple[type[BaseException], ...]:
     from cpmi_lib.lm.identity import ModelIdentityError
     from cpmi_lib.lm.load import ModelUnavailableError
     from cpmi_lib.lm.logprob import SequenceTooLongError
+    from cpmi_lib.lm.shipped import ShippedModelError
 
     return (
         LabelFileError,
@@ -50,6 +51,7 @@ def runtime_errors() -> tuple[type[BaseException], ...]:
         ModelLoadError,
         ModelUnavailableError,
         ModelIdentityError,
+        ShippedModelError,
     )
 
 

@@ -27,6 +27,7 @@ from cpmi_lib.core.paths import cache_root
 from cpmi_lib.core.text_format import PROMPT_TEMPLATES, render_prompt, render_solution
 from cpmi_lib.data.world import Problem, WorldConfig, build_world
 from cpmi_lib.data.world_tokenizer import build_world_tokenizer
+from cpmi_lib.lm.shipped import install_shipped
 
 #: Bump when the world generator, tokenizer or training loop change what a config produces.
 RECIPE_VERSION = 1
@@ -309,9 +310,10 @@ def ensure_continued_lm(
     cache: str | os.PathLike[str] = DEFAULT_CACHE,
     progress: bool = True,
 ) -> Path:
-    """The continued LM's directory, trained now (after its parent, if needed) unless cached."""
+    """The continued LM's directory: the cache's, else the checkpoint shipped for `cfg`
+    (verified), else trained now (after its parent, if needed)."""
     path = continued_lm_dir(cfg, cache)
-    if (path / "training.json").exists():
+    if (path / "training.json").exists() or install_shipped(path):
         return path
     parent = ensure_lm(cfg.parent, cache, progress)
     root = cfg.root
@@ -348,10 +350,11 @@ def ensure_default_lm(
     cache: str | os.PathLike[str] = DEFAULT_CACHE,
     progress: bool = True,
 ) -> Path:
-    """The directory of the default LM for `cfg`, trained now unless the cache already has it."""
+    """The directory of the default LM for `cfg`: the cache's, else the checkpoint shipped for
+    `cfg` (verified, `cpmi_lib.lm.shipped`), else trained now."""
     cfg = cfg or LMTrainConfig()
     path = default_lm_dir(cfg, cache)
-    if (path / "training.json").exists():
+    if (path / "training.json").exists() or install_shipped(path):
         return path
     return train_lm(cfg, path, progress=progress)
 
