@@ -383,6 +383,11 @@ def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(
     assert list(timings["stages"]) == [run.name for run in grid.PRESETS["smoke"].notebooks]
     assert timings["preset"] == "smoke" and timings["machine"]["cpus"] == os.cpu_count()
     assert timings["total_seconds"] >= sum(timings["stages"].values()) - 0.1 * n
+    from cpmi_lib.report.results_readme import timing_rows  # results/README.md's time table
+
+    rows = timing_rows(tmp_path / "results")
+    assert rows[1] == "## Time (the last full run, `timings.json`)"
+    assert [r.split(" | ")[0] for r in rows[7:]] == [f"| `{name}`" for name in timings["stages"]]
     # the next run estimates what is left from the last full run's seconds, stage by stage
     stages = {name: 60.0 * (i + 1) for i, name in enumerate(timings["stages"])}
     (tmp_path / "results" / "timings.json").write_text(json.dumps({**timings, "stages": stages}))

@@ -54,6 +54,7 @@ def write_results_readme(
         lines += _instrument_notes(headline)
         if (results / "seeds.json").exists():
             lines += _seed_notes(json.loads((results / "seeds.json").read_text()))
+    lines += timing_rows(results)
     lines += ["", "## Tables", ""]
     lines += [f"- [`{p.stem}`](tables/{p.name})" for p in sorted(tables.glob("*.md"))]
     lines += ["", "## Figures", ""]
@@ -275,3 +276,26 @@ def _table_rows(tables: Path, figures: Path, rel: str) -> list[str]:
             f"{_link(figures, rel, 'label_quality_roc')} |"
         )
     return lines
+
+
+def timing_rows(results: Path) -> list[str]:
+    """The time table of the last full grid run, from ``timings.json`` (none: no section)."""
+    path = results / "timings.json"
+    if not path.exists():
+        return []
+    timings = json.loads(path.read_text())
+    machine = timings.get("machine", {})
+    total = timings["total_seconds"]
+    out = [
+        "",
+        "## Time (the last full run, `timings.json`)",
+        "",
+        f"{total / 60:.0f} min in all on {machine.get('cpus', '?')} CPU cores "
+        f"({machine.get('processor', '?')}, {machine.get('platform', '?')}).",
+        "",
+        "| notebook | seconds | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, seconds in timings["stages"].items():
+        out.append(f"| `{name}` | {seconds:,.0f} | {seconds / max(total, 1e-9):.0%} |")
+    return out
