@@ -9,6 +9,7 @@ import math
 import shutil
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 
 from cpmi_lib import cli
@@ -412,3 +413,37 @@ def test_control_labels_outcome_and_cpmi_without_the_own_answer(tiny_experiment,
             )
     for r in read_labels(exp.labels("cpmi", "dev")):
         assert "exclude_own_answer" not in r["config"]
+
+
+def test_decisive_controls_score_every_control_and_test_only_a_scorable_natural_benchmark(
+    tiny_experiment, monkeypatch, tmp_path
+):
+    """`decisive-controls`: truth, outcome, position and surprise on every scorable benchmark;
+    paired tests only when the natural benchmark has both kinds of items in every subset."""
+    from cpmi_lib.data.natural_benchmark import NaturalBenchmarkConfig
+    from cpmi_lib.studies.decisive import natural_scorable
+    from cpmi_lib.studies.decisive_controls import control_tables, save_control_tables
+
+    cfg, cache, _ = tiny_experiment
+    monkeypatch.setenv("CPMI_CACHE", str(cache))
+    small = NaturalBenchmarkConfig(generators=("policy",), test_items=6, dev_items=4)
+    cfg = replace(cfg, natural=small)  # no PRM backbone here: the policy's subset alone
+    table, paired = control_tables(cfg)
+    scorable = natural_scorable(Experiment(cfg))
+    assert list(table["benchmark"].unique()) == list(scorable["benchmarks"])
+    for _, rows in table.groupby("benchmark"):
+        assert list(rows["source"]) == ["truth", "outcome", "position", "surprise"]
+    assert all(
+        0 <= f1 <= 1 and lo <= f1 <= hi for f1, (lo, hi) in zip(table.f1, table.f1_ci, strict=True)
+    )
+    assert (paired is None) == (not scorable["scorable"])
+    written = save_control_tables(cfg, tmp_path, best_of_n=True)
+    assert written[0].name == "decisive_controls.md"
+    assert written[-1].name == "decisive_controls_bon.md"
+    bon = pd.read_csv(tmp_path / "tables" / "decisive_controls_bon.csv")
+    assert list(zip(bon.a, bon.b, strict=True)) == [
+        ("truth", "outcome"),
+        ("truth", "position"),
+        ("outcome", "position"),
+    ]
+    assert (bon.best_of == max(cfg.bon_ns)).all() and (bon.min_detectable_difference > 0).all()

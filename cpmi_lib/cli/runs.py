@@ -1,4 +1,4 @@
-"""Commands that run the notebook grid: grid and seeds."""
+"""Commands that run the notebook grid (grid, seeds) and the decisive comparison's controls."""
 
 from __future__ import annotations
 
@@ -15,6 +15,16 @@ def _cmd_seeds(args: argparse.Namespace) -> None:
     from cpmi_lib import seeds
 
     seeds.run_cli(args)
+
+
+def _cmd_decisive_controls(args: argparse.Namespace) -> None:
+    from cpmi_lib.experiment.presets import experiment_config
+    from cpmi_lib.studies.decisive_controls import save_control_tables
+
+    cfg = experiment_config(args.preset)
+    for path in save_control_tables(cfg, args.out, best_of_n=args.best_of_n):
+        print(f"written: {path}")
+        print(path.read_text())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,3 +48,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     seeds.add_arguments(p)
     p.set_defaults(func=_cmd_seeds)
+
+    from cpmi_lib.experiment.presets import PRESET_NAMES
+
+    p = sub.add_parser(
+        "decisive-controls",
+        help="truth, outcome and position PRMs and the LM's surprise on the natural benchmark",
+        description="The decisive comparison before its expensive sources: first-error F1 of the "
+        "PRMs of exact truth, outcome labels and step position and of the policy LM's surprise "
+        "on both benchmarks, and paired bootstraps on the natural one "
+        "(cpmi_lib.studies.decisive_controls); tables to OUT/tables/.",
+    )
+    p.add_argument("--preset", choices=PRESET_NAMES, default="default")
+    p.add_argument("--out", required=True, help="a results folder: tables go to OUT/tables/")
+    p.add_argument(
+        "--best-of-n",
+        action="store_true",
+        help="also McNemar on Best-of-N at the largest N (samples the Best-of-N pools)",
+    )
+    p.set_defaults(func=_cmd_decisive_controls)

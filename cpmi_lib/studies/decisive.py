@@ -117,7 +117,7 @@ def natural_scorable(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def _record(source: Source, benchmark: str) -> dict[str, Any]:
+def source_record(source: Source, benchmark: str) -> dict[str, Any]:
     return source.exp.processbench(source.prm, benchmark)
 
 
@@ -125,7 +125,7 @@ def _scorer(source: Source) -> StepScorer:
     return load_prm(source.exp.train(source.prm))
 
 
-def _surprise_record(exp: Experiment, benchmark: str) -> dict[str, Any]:
+def surprise_record(exp: Experiment, benchmark: str) -> dict[str, Any]:
     return exp.scored_processbench(SURPRISE, lambda: LMSurprise(*exp.lm()), benchmark)
 
 
@@ -139,12 +139,12 @@ def benchmark_table(
     rows = []
     for benchmark in benchmarks:
         for name, source in sources.items():
-            rec = _record(source, benchmark)
+            rec = source_record(source, benchmark)
             bon = source.exp.best_of_n(source.prm).set_index(["method", "n"])
             method = source.exp.bon_method(source.prm)
             b = bon.loc[(method, n)]
             rows.append(
-                _f1_row(name, benchmark, rec)
+                f1_row(name, benchmark, rec)
                 | {
                     f"bon{n}": float(b["accuracy"]),
                     f"bon{n}_ci": [float(b["ci_low"]), float(b["ci_high"])],
@@ -152,11 +152,11 @@ def benchmark_table(
                     "bon_problems": int(b["n_problems"]),
                 }
             )
-        rows.append(_f1_row("surprise", benchmark, _surprise_record(base, benchmark)))
+        rows.append(f1_row("surprise", benchmark, surprise_record(base, benchmark)))
     return pd.DataFrame(rows)
 
 
-def _f1_row(name: str, benchmark: str, rec: dict[str, Any]) -> dict[str, Any]:
+def f1_row(name: str, benchmark: str, rec: dict[str, Any]) -> dict[str, Any]:
     test = rec["test"]
     return {
         "source": name,
@@ -193,9 +193,9 @@ def paired_f1_tests(
     preds: dict[str, dict[str, list[int]]] = {}
     for name in {x for pair in pairs for x in pair}:
         if name == "surprise":
-            rec, scorer = _surprise_record(base, benchmark), LMSurprise(*base.lm())
+            rec, scorer = surprise_record(base, benchmark), LMSurprise(*base.lm())
         else:
-            rec, scorer = _record(sources[name], benchmark), _scorer(sources[name])
+            rec, scorer = source_record(sources[name], benchmark), _scorer(sources[name])
         preds[name] = first_error_predictions(scorer, rec["threshold_from_dev"], items)
     rows = []
     for a, b in pairs:
