@@ -46,6 +46,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_default_lm
 	$(PY) -m benchmarks.bench_labeling
+	$(PY) -m benchmarks.bench_mc
 
 clean:
 	rm -rf $(VENV) .cache

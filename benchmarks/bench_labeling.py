@@ -26,7 +26,7 @@ from cpmi_lib.data.world import build_world
 from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_trajectory
 from cpmi_lib.labeling.label_file import LabelConfig, label_trajectory
-from cpmi_lib.labeling.mc import MCConfig
+from cpmi_lib.labeling.mc import MCConfig, MCTask, mc_block
 from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm
 from cpmi_lib.lm.load import count_parameters, load_lm
 from cpmi_lib.lm.logprob import trie_floor
@@ -100,6 +100,18 @@ def cpmi_vs_mc(model, tok, trajs: list[Trajectory], m: int, k: int, n_rollouts: 
     }
     for name, cfg in configs.items():
         total = Costs()
+        if cfg.method == "mc":  # MC as `label` runs it: blocks of trajectories, one call each
+            block = cfg.mc.batch_trajectories
+            for start in range(0, len(trajs), block):
+                chunk = trajs[start : start + block]
+                tasks = [MCTask(t.question, t.steps, t.gold_answer, seed=0) for t in chunk]
+                meter = CostMeter(n_params)
+                with meter:
+                    mc_block(model, tok, tasks, cfg.mc, meter)
+                    meter.add_items(len(chunk), sum(t.n_steps for t in chunk))
+                total = total + meter.costs
+            out[name] = {"total": total.to_dict(), "per_step": total.per_step()}
+            continue
         for t in trajs:
             meter = CostMeter(n_params)
             with meter:

@@ -9,8 +9,10 @@ LM's own recipe.
 
 import atexit
 import os
+import random
 import shutil
 import tempfile
+from pathlib import Path
 
 # Set before transformers/datasets/huggingface_hub are imported: they read these at import time.
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -28,7 +30,9 @@ os.environ.pop("HF_MODULES_CACHE", None)  # then under HF_HOME
 
 import pytest  # noqa: E402
 
-from cpmi_lib.data.world import WorldConfig  # noqa: E402
+from cpmi_lib.core.trajectory import write_trajectories  # noqa: E402
+from cpmi_lib.data.world import WorldConfig, build_world  # noqa: E402
+from cpmi_lib.data.world_errors import corrupt  # noqa: E402
 from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm  # noqa: E402
 from cpmi_lib.lm.load import load_lm  # noqa: E402
 
@@ -102,3 +106,21 @@ def smollm2_dir(tmp_path_factory):
 def smollm2(smollm2_dir):
     """(model, tokenizer) of SmolLM2-135M-Instruct, float32 on CPU."""
     return load_lm(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def write_input(tiny_world):
+    """write(path, n, seed): n tiny-world training problems as trajectories, every second one
+    corrupted where possible, written as JSON Lines."""
+
+    def write(path: Path, n: int, seed: int = 0) -> Path:
+        problems = build_world(tiny_world, {"train": n}, seed=seed)["train"]
+        rng = random.Random(seed)
+        trajs = [
+            corrupt(p, rng) or p.gold_trajectory() if i % 2 else p.gold_trajectory()
+            for i, p in enumerate(problems)
+        ]
+        write_trajectories(path, trajs)
+        return path
+
+    return write

@@ -154,7 +154,8 @@ def test_best_of_n_settings_leave_the_samples_key_alone():
     cfg = ExperimentConfig()
     assert cfg.bon_problems == 600
     assert cfg.sample_key() == "80d5d8b92b0b"  # the default's samples before issue 21
-    assert cfg.label_key() == "f25ea9c79ee0"  # label format 3 (model identity); was 3b97cc710e57
+    # MC engine of issue 23; was f25ea9c79ee0 (label format 3), 3b97cc710e57
+    assert cfg.label_key() == "f06feb0ca4a4"
     smaller = replace(cfg, bon_problems=200)
     assert smaller.sample_key() == cfg.sample_key() and smaller.key() != cfg.key()
     assert replace(cfg, bon_pool=4, bon_ns=(1, 4)).sample_key() == cfg.sample_key()

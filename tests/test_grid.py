@@ -104,18 +104,20 @@ EXPECTED_FIGURES = {
 #: may move: a change here moves cached stages and must regenerate the committed results.
 #: Issue 21 added the `decisive` notebook after `labelers` in every preset (the notebook digests).
 PINNED = {
-    "smoke": ("2192cae66fce", "e72641347fca", "1d2a27341110"),
+    # issue 23: MC's rollout engine (`MCConfig.batch_trajectories` replaced `batch_size`) moves
+    # every preset's key, and so its PRM and label folders; samples keep theirs
+    "smoke": ("a1743dbb0af8", "e72641347fca", "1d2a27341110"),
     # issue 21: 600 Best-of-N test problems (was a98f37190d29 with 200) moves the default's and
     # its seeds' PRM folders (not their samples or labels): the default grid must be regenerated
-    "default": ("191ef2494f86", "16ba63c77ce6", "4aee3bfa8840"),
-    "paper-smoke": ("617272834351", "1c87e19e1e15", "1d2a27341110"),
-    "real-smoke": ("47f86390f3e3", "1c87e19e1e15", "4aee3bfa8840"),
-    "paper": ("b36a433f1068", "df0244a28446", "4aee3bfa8840"),
-    "paper-mini": ("3c4e1d944242", "df0244a28446", "4aee3bfa8840"),
-    "default-seed1": ("8bc3cb60831f", "16ba63c77ce6", "d31c23188b90"),
+    "default": ("e4d349c107c0", "16ba63c77ce6", "4aee3bfa8840"),
+    "paper-smoke": ("d232a154a0b0", "1c87e19e1e15", "1d2a27341110"),
+    "real-smoke": ("31de3dcba411", "1c87e19e1e15", "4aee3bfa8840"),
+    "paper": ("33b30ee00bcc", "df0244a28446", "4aee3bfa8840"),
+    "paper-mini": ("69a1af901442", "df0244a28446", "4aee3bfa8840"),
+    "default-seed1": ("de8a5953e908", "16ba63c77ce6", "d31c23188b90"),
     # the axis of seed 2 was refused (its `continued` LM's seed 2 was the seeded policy's own);
     # `default_axis` now moves a taken seed up: continued/anticipate 3, anticipate_long 4
-    "default-seed2": ("b03a24e3c350", "16ba63c77ce6", "9fba203b4b36"),
+    "default-seed2": ("c8a830c09d2f", "16ba63c77ce6", "9fba203b4b36"),
 }
 #: The dependency order of the notebooks (the order of the old `PRESETS["default"]` dict).
 ORDER = (
@@ -246,8 +248,8 @@ def test_workload_counts_a_hand_case():
     assert w["mc_rollouts"] == 6 * 4 * 2
     assert w["generated_tokens_max"] == 12 * 96 + 48 * 32
     # one generate call for the 6 policy samples, one for the 6 pool samples, at 96 tokens;
-    # one MC call per trajectory (8 rows fit a batch), at 32 tokens
-    assert w["sampling_hours"] * 3600 == 2 * 96 and w["mc_hours"] * 3600 == 6 * 32
+    # MC's 48 rows in blocks of trajectories fill one 64-row call, at 32 tokens
+    assert w["sampling_hours"] * 3600 == 2 * 96 and w["mc_hours"] * 3600 == 1 * 32
 
 
 def test_paper_smoke_is_the_smoke_experiment_on_the_hub_code_path():

@@ -42,10 +42,11 @@ def test_cached_model_and_experiment_keys_are_unchanged_by_the_labeler_fields():
     # issue 21: 600 Best-of-N test problems (was 200, key a98f37190d29) moved the PRMs' folder;
     # the samples and labels keep theirs (`sample_key`, `label_key`): regenerate the default
     # grid's PRMs, evaluations and Best-of-N pool, not its LMs, samples or labels
-    assert ExperimentConfig().key() == "191ef2494f86"
+    assert ExperimentConfig().key() == "e4d349c107c0"  # MC's engine (issue 23); was 191ef2494f86
     assert ExperimentConfig().sample_key() == "80d5d8b92b0b"
-    # label format 3 (issue 22: the model's content identity) moved the labels (was 3b97cc710e57)
-    assert ExperimentConfig().label_key() == "f25ea9c79ee0"
+    # label format 3 (issue 22: the model's content identity) moved the labels (was 3b97cc710e57),
+    # then MC's engine (issue 23: blocks of trajectories) (was f25ea9c79ee0)
+    assert ExperimentConfig().label_key() == "f06feb0ca4a4"
     assert "anticipation" not in ContinuedLMConfig().to_dict()
     assert "labeler" not in ExperimentConfig().to_dict()
     assert ContinuedLMConfig(anticipation=0.3).key() != ContinuedLMConfig().key()

@@ -20,9 +20,7 @@ import pytest
 import torch
 
 from cpmi_lib.core.costs import Costs
-from cpmi_lib.core.trajectory import RecordError, write_trajectories
-from cpmi_lib.data.world import build_world
-from cpmi_lib.data.world_errors import corrupt
+from cpmi_lib.core.trajectory import RecordError
 from cpmi_lib.labeling import cpmi as cpmi_module
 from cpmi_lib.labeling.cpmi import CPMIConfig
 from cpmi_lib.labeling.label_file import LabelConfig, label_file, trajectory_seed
@@ -33,7 +31,7 @@ from cpmi_lib.lm.identity import loaded_identity
 
 REPO = Path(__file__).resolve().parents[1]
 CPMI = LabelConfig(method="cpmi", cpmi=CPMIConfig(variant="cumulative"), n_negatives=2)
-MC = LabelConfig(method="mc", mc=MCConfig(n_rollouts=2, max_new_tokens=24))
+MC = LabelConfig(method="mc", mc=MCConfig(n_rollouts=2, max_new_tokens=24, batch_trajectories=3))
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +42,6 @@ def lm(tiny_lm):
 @pytest.fixture(scope="module")
 def lm_dir(tiny_lm_dir):
     return tiny_lm_dir
-
-
-@pytest.fixture(scope="module")
-def write_input(tiny_world):
-    def write(path: Path, n: int, seed: int = 0) -> Path:
-        problems = build_world(tiny_world, {"train": n}, seed=seed)["train"]
-        rng = random.Random(seed)
-        trajs = [
-            corrupt(p, rng) or p.gold_trajectory() if i % 2 else p.gold_trajectory()
-            for i, p in enumerate(problems)
-        ]
-        write_trajectories(path, trajs)
-        return path
-
-    return write
 
 
 def labels_only(records):
@@ -87,7 +70,7 @@ def test_label_file_writes_one_record_per_trajectory(lm, tmp_path, write_input, 
     assert costs.items == 6 and costs.steps == sum(len(t["steps"]) for t in trajs)
     assert costs.to_dict() == pytest.approx(total_costs(records).to_dict())
     if cfg.method == "mc":
-        assert costs.generated_tokens > 0 and costs.generate_calls >= 6
+        assert costs.generated_tokens > 0 and costs.generate_calls == 2  # blocks of 3
     else:
         assert costs.generated_tokens == 0 and costs.forward_tokens > 0
 
@@ -130,7 +113,10 @@ def _label_cmd(lm_dir, inp: Path, out: Path, *options: str) -> list[str]:
 
 
 CPMI_OPTIONS = ("--method", "cpmi", "--variant", "cumulative", "--n-negatives", "2")
-MC_OPTIONS = ("--method", "mc", "--n-rollouts", "2", "--max-new-tokens", "24")
+MC_OPTIONS = (
+    *("--method", "mc", "--n-rollouts", "2", "--max-new-tokens", "24"),
+    *("--batch-trajectories", "3"),  # kills land inside blocks, which a resume redoes whole
+)
 
 
 def _lines(path: Path) -> int:
@@ -238,6 +224,31 @@ def test_shards_and_merge_equal_a_single_run(lm, tmp_path, write_input):
     assert labels_only(read_labels(merged)) == labels_only(read_labels(single))
     with pytest.raises(ValueError, match="two shards"):
         merge_label_files([shards[0], shards[0]], tmp_path / "bad.jsonl")
+
+
+def test_mc_shards_take_whole_blocks_and_merge_to_a_single_run(lm, tmp_path, write_input):
+    """MC rolls out blocks of 3 records together: shard i of n takes blocks i, i + n, …, and the
+    merged shards, the single run and a run in blocks of 1 all give the same labels."""
+    model, tok = lm
+    inp = write_input(tmp_path / "in.jsonl", 8)
+    single = tmp_path / "single.jsonl"
+    label_file(model, tok, "tiny", inp, single, MC, progress=False)
+    shards = []
+    for i in range(2):
+        path = tmp_path / f"shard{i}.jsonl"
+        label_file(model, tok, "tiny", inp, path, MC, shard=(i, 2), progress=False)
+        shards.append(path)
+    assert [r["index"] for r in read_labels(shards[0])] == [0, 1, 2, 6, 7]
+    assert [r["index"] for r in read_labels(shards[1])] == [3, 4, 5]
+    merged = tmp_path / "merged.jsonl"
+    assert merge_label_files(shards, merged) == 8
+    assert labels_only(read_labels(merged)) == labels_only(read_labels(single))
+    one_by_one = LabelConfig(
+        method="mc", mc=MCConfig(**{**MC.mc.to_dict(), "batch_trajectories": 1})
+    )
+    alone = tmp_path / "alone.jsonl"
+    label_file(model, tok, "tiny", inp, alone, one_by_one, progress=False)
+    assert [r["steps"] for r in read_labels(alone)] == [r["steps"] for r in read_labels(single)]
 
 
 def test_bad_input_names_the_record_and_field(lm, tmp_path):

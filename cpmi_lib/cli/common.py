@@ -34,8 +34,44 @@ class UsageError(Exception):
     """A bad argument: reported as one line, exit code 2, before anything is loaded or written."""
 
 
+def launch_of():
+    """This process's place under a launcher (`cpmi_lib.core.launch.Launch`; rank 0 of 1 without
+    one); a launcher environment that makes no sense is a usage error."""
+    from cpmi_lib.core.launch import launch_env
+
+    try:
+        return launch_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def rank_device(device: str | None, launch) -> str:
+    """The device of one rank of a launched job: its own GPU (``cuda``: the launcher's
+    LOCAL_RANK-th GPU, made its only visible one), else the CPU with its share of the cores.
+    `device` is the --device given (None: cuda when there are GPUs)."""
+    import torch
+
+    from cpmi_lib.core.launch import pin_local_gpu
+
+    if device not in (None, "cpu", "cuda"):
+        raise UsageError(
+            f"--device {device}: under a launcher each rank uses its own GPU; pass --device cuda "
+            "(or cpu, or leave it out)"
+        )
+    if device != "cpu":
+        try:
+            pin_local_gpu(launch)  # before anything asks CUDA about its devices
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if device == "cuda" or torch.cuda.is_available():
+            return "cuda"
+    torch.set_num_threads(launch.cpu_threads())
+    return "cpu"
+
+
 def runtime_errors() -> tuple[type[BaseException], ...]:
     """Errors of the input or of an output file that a command reports as one line, exit 1."""
+    from cpmi_lib.core.launch import RankFailed
     from cpmi_lib.core.trajectory import RecordError
     from cpmi_lib.labeling.runs import LabelFileError
     from cpmi_lib.lm.identity import ModelIdentityError
@@ -52,6 +88,7 @@ def runtime_errors() -> tuple[type[BaseException], ...]:
         ModelUnavailableError,
         ModelIdentityError,
         ShippedModelError,
+        RankFailed,
     )
 
 

@@ -1,4 +1,8 @@
-"""Commands that train and judge PRMs: train-prm, evaluate, prm-experiment, workload."""
+"""Commands that train and judge PRMs: train-prm, evaluate, prm-experiment, workload.
+
+`train-prm` runs under a launcher too (``torchrun --nproc_per_node N -m cpmi_lib train-prm …``):
+Trainer's own DDP, ``--batch-size`` the whole batch (each rank takes --batch-size / WORLD_SIZE,
+so the effective batch is a single process's), rank 0 alone saving the PRM."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 def _cmd_train_prm(args: argparse.Namespace) -> None:
     """Train a PRM from any labeler's file (or the exact truth) on trajectories JSONL."""
+    from cpmi_lib.cli.common import UsageError, launch_of
     from cpmi_lib.core.trajectory import read_trajectories
     from cpmi_lib.labeling.label_results import read_labels
     from cpmi_lib.lm.default_lm import ensure_default_lm
@@ -18,6 +23,17 @@ def _cmd_train_prm(args: argparse.Namespace) -> None:
     from cpmi_lib.prm.train import train_prm
 
     field = SCORE_FIELD[args.target]
+    launch = launch_of()
+    if launch.distributed and args.batch_size % launch.world_size:
+        raise UsageError(
+            f"--batch-size {args.batch_size}: must be a multiple of WORLD_SIZE "
+            f"{launch.world_size} (each rank takes --batch-size / WORLD_SIZE)"
+        )
+    threads = None
+    if launch.distributed:
+        import torch
+
+        threads = None if torch.cuda.is_available() else launch.cpu_threads()
 
     def pairs(traj_path: str, label_path: str | None):
         trajs = read_trajectories(traj_path)
@@ -31,13 +47,16 @@ def _cmd_train_prm(args: argparse.Namespace) -> None:
     cfg = PRMConfig(
         epochs=args.epochs,
         lr=args.lr,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size // launch.world_size,
         pos_weight=args.pos_weight,
         seed=args.seed,
         target=args.target,
+        threads=threads,
     )
     backbone = ensure_default_lm() if args.backbone == "default" else args.backbone
-    result = train_prm(backbone, train, dev, args.out, cfg, progress=True)
+    result = train_prm(backbone, train, dev, args.out, cfg, progress=launch.rank == 0)
+    if launch.rank != 0:
+        return
     print(
         f"PRM saved to {result.path} ({result.train_seconds:.0f} s, best dev loss "
         f"{result.best_eval_loss})"
@@ -119,7 +138,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=float, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="trajectories per optimizer step; under a launcher divided among the ranks",
+    )
     p.add_argument("--pos-weight", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_prm)

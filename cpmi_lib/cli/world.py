@@ -1,4 +1,8 @@
-"""Commands that make the embedded world and its LM: build-world, train-lm, sample, reproduce."""
+"""Commands that make the embedded world and its LM: build-world, train-lm, sample, reproduce.
+
+`sample` runs under a launcher too (``torchrun --nproc_per_node N -m cpmi_lib sample …``): rank r
+generates the batches b with b % WORLD_SIZE == r, each seeded as one process seeds it, and rank 0
+writes them all to --out in a single process's order (docs/scaling-out.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cpmi_lib.cli.common import load_model
+from cpmi_lib.cli.common import launch_of, load_model, rank_device
 from cpmi_lib.core.paths import REPO
 
 
@@ -39,17 +43,27 @@ def _cmd_train_lm(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
+    from cpmi_lib.core.launch import every_rank_succeeds, gather_all, process_group
     from cpmi_lib.core.trajectory import write_trajectories
     from cpmi_lib.data.world_data import read_problems
-    from cpmi_lib.lm.sampling import SampleConfig, sample_solutions
+    from cpmi_lib.lm.sampling import SampleConfig, sampled_groups
 
-    model, tokenizer = load_model(args.model)
-    problems = read_problems(args.problems)[: args.limit]
+    launch = launch_of()
+    device = rank_device(None, launch) if launch.distributed else "cpu"
     cfg = SampleConfig(
         n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed
     )
-    n = write_trajectories(args.out, sample_solutions(model, tokenizer, problems, cfg))
-    print(f"{n} trajectories written to {args.out}")
+    with process_group(launch):
+        with every_rank_succeeds():  # a rank's error ends every rank before the gather
+            model, tokenizer = load_model(args.model, device=device)
+            problems = read_problems(args.problems)[: args.limit]
+            mine = sampled_groups(
+                model, tokenizer, problems, cfg, progress=launch.rank == 0, part=launch.shard
+            )
+        groups = sorted((g for part in gather_all(mine) for g in part), key=lambda g: g[0])
+    if launch.rank == 0:
+        n = write_trajectories(args.out, (t for _, ts in groups for t in ts))
+        print(f"{n} trajectories written to {args.out}")
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
@@ -133,7 +147,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="'default', hub id, directory or .gguf")
     p.add_argument("--problems", required=True, help="problems-*.jsonl of a world directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=4)
+    p.add_argument(
+        "--n",
+        "--samples-per-problem",
+        dest="n",
+        type=int,
+        default=4,
+        help="solutions per problem (under torchrun write --samples-per-problem: its parser "
+        "takes --n for an abbreviation of its own options)",
+    )
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--limit", type=int, default=None)

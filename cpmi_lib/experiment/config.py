@@ -203,7 +203,8 @@ def _hash(d: dict[str, Any]) -> str:
 ASSUMED_DECODE_STEP_S = 0.03
 #: Steps of an average training solution (Math-Shepherd's and a 1.5B policy's are about 4-8).
 ASSUMED_MEAN_STEPS = 6
-#: Sequences a generate call holds in `Experiment.policy_samples` and `bon_pool`.
+#: Sequences per decode batch the estimate assumes, for sampling and MC rollouts alike (MC
+#: rolls out blocks of trajectories together, so its calls fill up too).
 SAMPLE_BATCH = 64
 
 
@@ -222,7 +223,7 @@ def workload(
     bon = (cfg.bon_problems + cfg.bon_dev_problems) * cfg.bon_pool
     sample_calls = math.ceil(policy / SAMPLE_BATCH) + math.ceil(bon / SAMPLE_BATCH)
     rows_per_trajectory = mean_steps * cfg.mc.n_rollouts
-    mc_calls = trajectories * math.ceil(rows_per_trajectory / cfg.mc.batch_size)
+    mc_calls = math.ceil(trajectories * rows_per_trajectory / SAMPLE_BATCH)
     sample_s = sample_calls * cfg.sample_max_new_tokens * decode_step_s
     mc_s = mc_calls * cfg.mc.max_new_tokens * decode_step_s
     return {
@@ -238,6 +239,7 @@ def workload(
 
 
 # ------------------------------------------------------------- the labeler axis's LMs
+
 
 @dataclass(frozen=True)
 class Labeler:

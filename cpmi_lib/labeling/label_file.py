@@ -14,8 +14,12 @@ counted), so it never shifts when a record is skipped. ``run`` is the run's iden
 input's file name, sha256 of its bytes and number of records. Every line carries it, so no part
 of a file can lose it. Guarantees:
 
-- Determinism: every trajectory is labeled on its own, with a seed derived from the run's seed
-  and the trajectory's id, so nothing depends on what ran before it or on sharding.
+- Determinism: every trajectory is labeled with a seed derived from the run's seed and the
+  trajectory's id, so nothing depends on what ran before it or on sharding. CPMI labels each
+  trajectory on its own; MC rolls out a *block* of ``mc.batch_trajectories`` consecutive records
+  in one engine call (`cpmi_lib.labeling.mc`), whose padding can move a logit's last bits, so
+  blocks are fixed by input index, a shard takes whole blocks, and a resume recomputes a block
+  that was cut short whole (writing only its missing records).
 - Resume (``resume=True``): after a kill at any point (a torn last line included) a rerun keeps
   every complete line, redoes the rest, and gives the same labels as an uninterrupted run. It is
   refused, file untouched, unless every complete line is a label record of this very run (same
@@ -37,8 +41,8 @@ of a file can lose it. Guarantees:
 - No NaN: configs refuse non-finite weights and temperatures, a non-finite score is a
   `RecordError`, and lines are written with ``allow_nan=False``.
 - Outputs: only files this run made, or its own label file on resume (`outputs`).
-- Shards: ``shard=(i, n)`` labels the records whose index is i mod n (none: an empty, complete
-  shard file); `merge_label_files`
+- Shards: ``shard=(i, n)`` labels the blocks whose number (index // block) is i mod n: the
+  records whose index is i mod n for CPMI (none: an empty, complete shard file); `merge_label_files`
   (in `label_results`) joins the n shards of one run back into input order, refusing torn or
   foreign lines (file and line named), a shard being written, a missing, incomplete or doubled
   shard, and shards of another run or input (see `cpmi_lib.labeling.runs`).
@@ -50,158 +54,37 @@ file back and merges shards.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cpmi_lib.core.costs import CostMeter, Costs
-from cpmi_lib.core.trajectory import RecordError, Trajectory
-from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_trajectory
+from cpmi_lib.core.costs import Costs
+from cpmi_lib.core.trajectory import RecordError
 from cpmi_lib.labeling.label_input import InputItem, check_existing, plan_run
+from cpmi_lib.labeling.label_records import (
+    LabelConfig,
+    label_block,
+    label_trajectory,
+    trajectory_seed,
+)
 from cpmi_lib.labeling.label_results import describe_skip
-from cpmi_lib.labeling.mc import MCConfig, mc_step_values
-from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES
-from cpmi_lib.labeling.runs import RunIdentity, dumps_record, locked_output
+from cpmi_lib.labeling.runs import RunIdentity, dumps_record, locked_output, shard_block
 from cpmi_lib.lm.identity import ModelIdentity, ModelIdentityError, loaded_identity
 from cpmi_lib.lm.identity import model_identity as file_identity
 from cpmi_lib.lm.load import count_parameters
-from cpmi_lib.lm.logprob import SequenceTooLongError
 
 log = logging.getLogger(__name__)
 
+#: `LabelConfig`, `label_trajectory` and `trajectory_seed` live in `label_records`; they are
+#: imported from here too, where labeling a file starts.
+__all__ = ["LabelConfig", "check_resumable", "label_file", "label_trajectory", "trajectory_seed"]
+
 Method = Literal["cpmi", "mc"]
-
-
-@dataclass(frozen=True)
-class LabelConfig:
-    """What a labeling run does; stored in every output record and checked on resume."""
-
-    method: Method = "cpmi"
-    cpmi: CPMIConfig = field(default_factory=CPMIConfig)
-    n_negatives: int = 4
-    negative_sources: tuple[str, ...] = ("trajectory", "perturb")
-    mc: MCConfig = field(default_factory=MCConfig)
-    seed: int = 0
-    #: CPMI's negatives never include the trajectory's own final answer (the ``cpmi_noself``
-    #: ablation, `cpmi_lib.labeling.negatives`). Stored in the run's identity only when on, so
-    #: the label files written before it existed keep theirs.
-    exclude_own_answer: bool = False
-
-    def __post_init__(self) -> None:
-        if self.method not in ("cpmi", "mc"):
-            raise ValueError(f"method must be 'cpmi' or 'mc', got {self.method!r}")
-        if isinstance(self.n_negatives, bool) or not isinstance(self.n_negatives, int):
-            raise ValueError(f"n_negatives must be an integer, got {self.n_negatives!r}")
-        if self.n_negatives < 1:
-            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives}")
-        if isinstance(self.negative_sources, str) or not self.negative_sources:
-            raise ValueError("negative_sources must be a non-empty sequence of source names")
-        object.__setattr__(self, "negative_sources", tuple(self.negative_sources))
-        unknown = [s for s in self.negative_sources if s not in NEGATIVE_SOURCES]
-        if unknown:
-            raise ValueError(
-                f"unknown negative source {unknown[0]!r}; known: {', '.join(NEGATIVE_SOURCES)}"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.exclude_own_answer, bool):
-            got = self.exclude_own_answer
-            raise ValueError(f"exclude_own_answer must be a boolean, got {got!r}")
-        if self.exclude_own_answer and self.method != "cpmi":
-            raise ValueError("exclude_own_answer selects CPMI's negatives: method must be 'cpmi'")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as stored in JSON (tuples become lists, so stored and fresh compare equal)."""
-        d = json.loads(json.dumps(asdict(self)))
-        if not self.exclude_own_answer:  # off: the identity of files written before the option
-            del d["exclude_own_answer"]
-        # only the part of the config the method uses
-        if self.method == "cpmi":
-            del d["mc"]
-        else:
-            for k in ("cpmi", "n_negatives", "negative_sources"):
-                del d[k]
-        return d
-
-
-def trajectory_seed(seed: int, trajectory_id: str) -> int:
-    """A seed that depends only on the run's seed and the trajectory, not on its position."""
-    digest = hashlib.sha256(f"{seed}:{trajectory_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
-
-
-def _first_nonfinite(value: Any, where: str) -> str | None:
-    """The path (e.g. ``steps[2].cpmi``) of the first NaN or infinity inside `value`."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else where
-    if isinstance(value, dict):
-        items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
-    elif isinstance(value, list | tuple):
-        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    return next((p for k, v in items if (p := _first_nonfinite(v, k)) is not None), None)
-
-
-def label_trajectory(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    traj: Trajectory,
-    cfg: LabelConfig,
-    meter: CostMeter,
-    *,
-    where: str | None = None,
-) -> dict[str, Any]:
-    """The output record of one trajectory (without its index, identity and costs).
-
-    Raises RecordError naming `where` (default: the trajectory's id) and the field for a missing
-    gold answer, a sequence longer than the model's positions and a non-finite score.
-    """
-    where = where or f"trajectory {traj.id!r}"
-    if traj.gold_answer is None:
-        raise RecordError(
-            where, "gold_answer", f"missing: {cfg.method.upper()} needs the gold answer"
-        )
-    seed = trajectory_seed(cfg.seed, traj.id)
-    record: dict[str, Any] = {"id": traj.id, "method": cfg.method}
-    try:
-        if cfg.method == "cpmi":
-            negatives, scores = cpmi_trajectory(
-                model,
-                tokenizer,
-                traj,
-                cfg.cpmi,
-                cfg.n_negatives,
-                sources=cfg.negative_sources,
-                seed=seed,
-                meter=meter,
-                exclude_own_answer=cfg.exclude_own_answer,
-            )
-            record["negatives"] = [asdict(n) for n in negatives]
-            record["steps"] = [s.to_dict() for s in scores]
-        else:
-            mc_cfg = MCConfig(**{**asdict(cfg.mc), "seed": seed})
-            values = mc_step_values(
-                model, tokenizer, traj.question, traj.steps, traj.gold_answer, mc_cfg, meter=meter
-            )
-            record["steps"] = [v.to_dict() for v in values]
-    except SequenceTooLongError as exc:
-        raise RecordError(where, "steps", str(exc)) from None
-    except FloatingPointError as exc:
-        raise RecordError(where, "steps", f"non-finite score: {exc}") from None
-    bad = _first_nonfinite(record, "")
-    if bad is not None:
-        raise RecordError(where, bad, "non-finite score from the model; check its dtype")
-    return record
 
 
 def check_resumable(
@@ -242,6 +125,17 @@ def _skip_line(it: InputItem, exc: RecordError, identity: RunIdentity) -> dict[s
         "skipped": {"line": it.line, "field": exc.field, "problem": exc.problem},
         **identity.stamp(),
     }
+
+
+def _blocks(
+    mine: list[InputItem], block: int, done: dict[int, dict[str, Any]]
+) -> list[list[InputItem]]:
+    """This shard's items in blocks of `block` consecutive input indices, keeping only blocks
+    with something left to do (whole: a block's members share one engine call)."""
+    groups: dict[int, list[InputItem]] = {}
+    for it in mine:
+        groups.setdefault(it.index // block, []).append(it)
+    return [g for g in groups.values() if any(it.index not in done for it in g)]
 
 
 def _identity_of(
@@ -320,43 +214,38 @@ def label_file(
                 total = total + Costs.from_dict(record["costs"])
         todo = [it for it in mine if it.index not in done]
         n_params = count_parameters(model)
-        bar = tqdm(todo, desc=f"{cfg.method} labels", unit="traj", disable=not progress)
-        for it in bar:
-            if stop_when is not None and stop_when(total):
-                break
-            line: dict[str, Any]
-            if it.error is not None:  # only here with skip_invalid
-                line = _skip_line(it, it.error, identity)
-            else:
-                meter = CostMeter(n_params, param.device)
-                traj = it.traj
-                assert traj is not None
-                try:
-                    with meter:
-                        record = label_trajectory(
-                            model, tokenizer, traj, cfg, meter, where=it.where
-                        )
-                        meter.add_items(1, traj.n_steps)
-                except RecordError as exc:
-                    if not skip_invalid:
-                        raise
-                    line = _skip_line(it, exc, identity)
-                else:
-                    line = {
-                        "index": it.index,
-                        **record,
-                        **identity.stamp(),
-                        "costs": meter.costs.to_dict(),
-                    }
-                    total = total + meter.costs
-            try:
-                f.write(dumps_record(line))
-                f.flush()
-            except OSError as exc:  # disk full, a file-size limit: name the file; resumable
-                raise OSError(exc.errno, exc.strerror, str(out)) from None
-            if "skipped" in line:
-                skips.append({"index": it.index, "id": it.id, **line["skipped"]})
-            bar.set_postfix(steps_per_s=f"{total.steps / max(total.wall_seconds, 1e-9):.1f}")
+        with tqdm(
+            total=len(todo), desc=f"{cfg.method} labels", unit="traj", disable=not progress
+        ) as bar:
+            for block in _blocks(mine, shard_block(cfg.to_dict()), done):
+                if stop_when is not None and stop_when(total):
+                    break
+                outcomes = label_block(model, tokenizer, block, cfg, n_params)
+                for it in block:
+                    if it.index in done:  # recomputed only so that the block is what it was
+                        continue
+                    outcome = outcomes[it.index]
+                    if isinstance(outcome, RecordError):
+                        if not skip_invalid:
+                            raise outcome
+                        line = _skip_line(it, outcome, identity)
+                        skips.append({"index": it.index, "id": it.id, **line["skipped"]})
+                    else:
+                        record, costs = outcome
+                        line = {
+                            "index": it.index,
+                            **record,
+                            **identity.stamp(),
+                            "costs": costs.to_dict(),
+                        }
+                        total = total + costs
+                    try:
+                        f.write(dumps_record(line))
+                        f.flush()
+                    except OSError as exc:  # disk full, a file-size limit: name the file; resumable
+                        raise OSError(exc.errno, exc.strerror, str(out)) from None
+                    bar.update(1)
+                bar.set_postfix(steps_per_s=f"{total.steps / max(total.wall_seconds, 1e-9):.1f}")
     if skips:
         skips.sort(key=lambda s: s["index"])
         log.warning(

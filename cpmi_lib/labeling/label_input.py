@@ -18,7 +18,9 @@ from cpmi_lib.labeling.runs import (
     OutputRefused,
     RunIdentity,
     check_one_run,
+    in_shard,
     scan_label_file,
+    shard_block,
     torn_line_problem,
 )
 
@@ -119,7 +121,7 @@ def plan_run(
             raise bad.error  # type: ignore[misc]
     # may be empty (more shards than records): the shard file is then empty and complete, and
     # `merge_label_files` accepts it, so any split of a run can be merged
-    mine = [it for it in items if it.index % n == i]
+    mine = [it for it in items if in_shard(it.index, shard, shard_block(config))]
     identity = RunIdentity(
         model=model_name,
         config=config,

@@ -24,6 +24,8 @@ from cpmi_lib.labeling.runs import (
     lock_file,
     locked_output,
     scan_label_file,
+    shard_block,
+    shard_indices,
     shard_text,
     torn_line_problem,
 )
@@ -150,11 +152,12 @@ def _check_shards(
             )
         by_shard[i] = p
         present = {r["index"] for _, r in scan.records}
-        missing = [j for j in range(i, ident.input_records, n) if j not in present]
+        owned = shard_indices(ident.shard, ident.input_records, shard_block(ident.config))
+        missing = [j for j in owned if j not in present]
         if missing:
             raise LabelFileError(
                 f"{p}: shard {i}/{n} is incomplete: {len(missing)} of its "
-                f"{len(range(i, ident.input_records, n))} trajectories are missing (first: index "
+                f"{len(owned)} trajectories are missing (first: index "
                 f"{missing[0]}); finish it with --resume before merging"
             )
         records += [r for _, r in scan.records]
@@ -165,7 +168,8 @@ def _check_shards(
     n = reference.shard[1]
     absent = [i for i in range(n) if i not in by_shard]
     # an empty file stands for a shard with no record to label, and only for one
-    owed = [i for i in absent if i < reference.input_records]
+    block = shard_block(reference.config)
+    owed = [i for i in absent if shard_indices((i, n), reference.input_records, block)]
     if owed or len(empty) != len(absent):
         names = ", ".join(f"{i}/{n}" for i in (owed or absent))
         extra = (

@@ -14,14 +14,20 @@ Before anything is generated, every prefix plus ``max_new_tokens`` must fit the 
 was built for it fails (learned position embeddings) or degrades silently (rotary ones). A prefix
 that does not fit raises `SequenceTooLongError` naming the step and the token counts.
 
-All S × N rollouts go through `generate_texts` together, each prefix repeated N times with one
-sample per row, so a generate call holds up to ``batch_size`` sequences and the whole estimate
-takes ``ceil(S·N / batch_size)`` calls (rollouts of one prefix may straddle two calls). Batch b is
-seeded with ``seed + b``: the same inputs and config give the same values.
+The rollouts come from `cpmi_lib.lm.rollouts.sample_continuations`: each prefix is encoded
+once, its N rows draw from their own random stream, seeded from the trajectory's seed and the
+step (`prefix_seed`), and finished rows leave the batch. A *block* of trajectories
+(``batch_trajectories`` consecutive records of a file, `mc_block`) shares one call, so the
+per-token overhead of a small LM is paid once for all its rows. A trajectory's values depend only
+on it, its seed and the model, except that the batch's padding width can move the last bits of a
+logit; blocks are fixed by input position, and shards and resumes keep them whole
+(`cpmi_lib.labeling.label_file`), so a rerun, a shard and a resume recompute each block exactly
+as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,7 +44,7 @@ from cpmi_lib.core.text_format import (
     split_solution,
 )
 from cpmi_lib.lm.logprob import SequenceTooLongError, max_positions
-from cpmi_lib.lm.sampling import SampleConfig, generate_texts
+from cpmi_lib.lm.rollouts import sample_continuations
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,8 @@ class MCConfig:
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     step_separator: str = STEP_SEPARATOR
-    batch_size: int = 64  # sequences per generate call
+    batch_trajectories: int = 4  # trajectories whose rollouts share one engine call (best of
+    # 1, 4, 8, 16 in `make bench` on training problems)
 
     def __post_init__(self) -> None:
         if self.n_rollouts < 1:
@@ -62,8 +69,8 @@ class MCConfig:
             )
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_trajectories < 1:
+            raise ValueError(f"batch_trajectories must be >= 1, got {self.batch_trajectories}")
         if "{question}" not in self.template:
             raise ValueError(f"template {self.template!r} has no '{{question}}' placeholder")
         if not self.step_separator:
@@ -98,6 +105,8 @@ class MCResult:
     prompts: list[str]  # prefix i's prompt (template + steps 1..i, each followed by sep)
     rollouts: list[list[str]]  # rollouts[i]: the N completions sampled from prompts[i]
     answers: list[list[str | None]]  # answers[i][j]: final answer of rollouts[i][j], None if none
+    prompt_tokens: int = 0  # tokens of the S prefixes, each encoded once
+    generated_tokens: int = 0  # tokens of all S·N rollouts, EOS included
 
 
 def prefix_prompts(
@@ -135,6 +144,72 @@ def check_prefix_lengths(
             )
 
 
+def prefix_seed(seed: int, step: int) -> int:
+    """The seed of the rollouts of prefix `step` (0-based) of a trajectory labeled with `seed`."""
+    digest = hashlib.sha256(f"mc:{seed}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class MCTask:
+    """One trajectory to estimate: its question, steps, gold answer and seed."""
+
+    question: str
+    steps: Sequence[str]
+    gold: str
+    seed: int
+
+
+def mc_block(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: Sequence[MCTask],
+    cfg: MCConfig,
+    meter: CostMeter | None = None,
+) -> list[MCResult]:
+    """MC values of every step of every task, all rollouts in one engine call (``cfg.seed`` is
+    unused: each task brings its own). Raises SequenceTooLongError, naming the step, before
+    anything is generated if a prefix of some task does not fit (check tasks one by one with
+    `check_prefix_lengths` first to keep the others)."""
+    if any(not t.steps for t in tasks):
+        raise ValueError("no steps to estimate")
+    prompts = [prefix_prompts(t.question, t.steps, cfg.template, cfg.step_separator) for t in tasks]
+    for p in prompts:
+        check_prefix_lengths(model, tokenizer, p, cfg.max_new_tokens)
+    n = cfg.n_rollouts
+    sampled = sample_continuations(
+        model,
+        tokenizer,
+        [p for group in prompts for p in group],
+        n,
+        seeds=[prefix_seed(t.seed, i) for t in tasks for i in range(len(t.steps))],
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        meter=meter,
+    )
+    results, start = [], 0
+    for task, group in zip(tasks, prompts, strict=True):
+        span = slice(start, start + len(group))
+        start += len(group)
+        rollouts = sampled.texts[span]
+        answers = [[split_solution(t, cfg.step_separator)[1] for t in rows] for rows in rollouts]
+        values = []
+        for row in answers:
+            correct = sum(a is not None and answers_equivalent(task.gold, a) for a in row)
+            values.append(StepValue(value=correct / n, n_correct=correct, n_rollouts=n))
+        results.append(
+            MCResult(
+                values,
+                group,
+                rollouts,
+                answers,
+                prompt_tokens=sum(sampled.prompt_tokens[span]),
+                generated_tokens=sum(sampled.new_tokens[span]),
+            )
+        )
+    return results
+
+
 def mc_rollouts(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -144,35 +219,16 @@ def mc_rollouts(
     cfg: MCConfig,
     meter: CostMeter | None = None,
 ) -> MCResult:
-    """MC values of every step, with the prompts, rollouts and extracted answers behind them.
+    """MC values of every step of one trajectory (seeded with ``cfg.seed``), with the prompts,
+    rollouts and extracted answers behind them: `mc_block` of this trajectory alone.
 
-    The meter, when given, counts every generate call with its prompt and generated tokens.
+    The meter, when given, counts the engine call with its prompt and generated tokens.
     Raises SequenceTooLongError before generating if a prefix does not fit (module docstring).
     """
     if not steps:
         raise ValueError("no steps to estimate")
-    prompts = prefix_prompts(question, steps, cfg.template, cfg.step_separator)
-    check_prefix_lengths(model, tokenizer, prompts, cfg.max_new_tokens)
-    n = cfg.n_rollouts
-    # One row per rollout (n=1), so batches fill to batch_size sequences whatever n is.
-    rows = [p for p in prompts for _ in range(n)]
-    sample_cfg = SampleConfig(
-        n=1,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        template=cfg.template,
-    )
-    texts, _ = generate_texts(model, tokenizer, rows, sample_cfg, meter=meter)
-    flat = [samples[0] for samples in texts]
-    rollouts = [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
-    answers = [[split_solution(t, cfg.step_separator)[1] for t in group] for group in rollouts]
-    values = []
-    for group in answers:
-        correct = sum(a is not None and answers_equivalent(gold, a) for a in group)
-        values.append(StepValue(value=correct / n, n_correct=correct, n_rollouts=n))
-    return MCResult(values=values, prompts=prompts, rollouts=rollouts, answers=answers)
+    (result,) = mc_block(model, tokenizer, [MCTask(question, steps, gold, cfg.seed)], cfg, meter)
+    return result
 
 
 def mc_step_values(

@@ -156,6 +156,24 @@ def shard_text(shard: Sequence[int]) -> str:
     return f"{shard[0]}/{shard[1]}"
 
 
+def shard_block(config: dict[str, Any]) -> int:
+    """Consecutive records a shard takes together: MC's ``batch_trajectories`` (a block shares
+    one engine call, whose padding can move a logit's last bits, so a shard or a resume must see
+    each block whole to give a single run's labels), else 1."""
+    mc = config.get("mc")
+    return int(mc.get("batch_trajectories", 1)) if isinstance(mc, dict) else 1
+
+
+def in_shard(index: int, shard: Sequence[int], block: int = 1) -> bool:
+    """Shard (i, n) holds the records of blocks i, i + n, i + 2n, … (a block: `block` records)."""
+    return (index // block) % shard[1] == shard[0]
+
+
+def shard_indices(shard: Sequence[int], records: int, block: int = 1) -> list[int]:
+    """The input indices shard (i, n) labels out of `records`, in order."""
+    return [j for j in range(records) if in_shard(j, shard, block)]
+
+
 def _first_difference(a: Any, b: Any, where: str = "config") -> tuple[str, Any, Any]:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b), key=str):
@@ -294,7 +312,7 @@ def check_one_run(
                 raise LabelFileError(f"{path} line {lineno}: {diff[1]}: not one run")
         i, n = ident.shard
         index = record["index"]
-        if index % n != i:
+        if not in_shard(index, ident.shard, shard_block(ident.config)):
             raise LabelFileError(
                 f"{path} line {lineno}: index {index} does not belong to shard {i}/{n}"
             )

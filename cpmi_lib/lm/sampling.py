@@ -2,7 +2,9 @@
 
 Used to build the policy's trajectories (what the labelers label), Best-of-N pools and the default
 LM's accuracy. Generation is batched with left padding and seeded per batch, so a result does not
-depend on what was generated before it.
+depend on what was generated before it — nor on which process generates it: a `part` (i, n)
+generates only the batches b with b % n == i, each exactly as one process would, so n ranks of a
+launched job together give a single process's samples (`prompt_part`, `sampled_groups`).
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ def generate_texts(
     cfg: SampleConfig,
     progress: bool = False,
     meter: CostMeter | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> tuple[list[list[str]], int]:
     """`cfg.n` completions per prompt, and the number of tokens generated in all.
 
     Batch b is seeded with `cfg.seed + b`; a batch holds whole prompts (all n samples of each).
-    Each prompt is processed once per returned sequence, and the meter counts it so.
+    Each prompt is processed once per returned sequence, and the meter counts it so. With
+    `part` (i, n) only the batches b with b % n == i are generated: the completions are those of
+    the prompts `prompt_part` lists, in order.
     """
     if cfg.n < 1:
         raise ValueError(f"n must be >= 1, got {cfg.n}")
@@ -57,12 +62,16 @@ def generate_texts(
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
-    per_batch = max(1, cfg.batch_size // cfg.n)
+    per_batch = _per_batch(cfg)
     outputs: list[list[str]] = []
     generated = 0
     device = next(model.parameters()).device
-    batches = range(0, len(prompts), per_batch)
-    for b, start in enumerate(tqdm(batches, desc="sampling", disable=not progress)):
+    batches = [
+        (b, start)
+        for b, start in enumerate(range(0, len(prompts), per_batch))
+        if b % part[1] == part[0]
+    ]
+    for b, start in tqdm(batches, desc="sampling", disable=not progress):
         encoded = [tokenizer(p).input_ids for p in prompts[start : start + per_batch]]
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
@@ -96,6 +105,16 @@ def generate_texts(
     return outputs, generated
 
 
+def _per_batch(cfg: SampleConfig) -> int:
+    return max(1, cfg.batch_size // cfg.n)
+
+
+def prompt_part(n_prompts: int, cfg: SampleConfig, part: tuple[int, int]) -> list[int]:
+    """The prompt indices that part (i, n) generates: those of the batches b with b % n == i."""
+    per_batch = _per_batch(cfg)
+    return [j for j in range(n_prompts) if (j // per_batch) % part[1] == part[0]]
+
+
 def generated_lengths(new_tokens: torch.Tensor, eos_id: int | None) -> torch.Tensor:
     """Tokens each row really generated: up to and including its first EOS (padding after it)."""
     width = new_tokens.shape[1]
@@ -120,11 +139,31 @@ def sample_solutions(
     for other problems only the final answer is checked (`metadata["final_correct"]`). A sample
     with no step at all cannot be a trajectory: it is counted and logged, never silently lost.
     """
+    groups = sampled_groups(model, tokenizer, problems, cfg, progress=progress, meter=meter)
+    return [t for _, trajectories in groups for t in trajectories]
+
+
+def sampled_groups(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem | Trajectory],
+    cfg: SampleConfig,
+    progress: bool = True,
+    meter: CostMeter | None = None,
+    part: tuple[int, int] = (0, 1),
+) -> list[tuple[int, list[Trajectory]]]:
+    """`sample_solutions` of part (i, n) of the batches (see `generate_texts`): (problem index,
+    its trajectories) of each of its problems, in order. The groups of all n parts, sorted by
+    index, are those of one process."""
     prompts = [render_prompt(p.question, cfg.template) for p in problems]
-    texts, _ = generate_texts(model, tokenizer, prompts, cfg, progress=progress, meter=meter)
-    out: list[Trajectory] = []
+    texts, _ = generate_texts(
+        model, tokenizer, prompts, cfg, progress=progress, meter=meter, part=part
+    )
+    out: list[tuple[int, list[Trajectory]]] = []
     empty = 0
-    for problem, samples in zip(problems, texts, strict=True):
+    for k, samples in zip(prompt_part(len(problems), cfg, part), texts, strict=True):
+        problem, group = problems[k], []
+        out.append((k, group))
         for j, text in enumerate(samples):
             steps, final = split_solution(text)
             if not steps:
@@ -133,10 +172,10 @@ def sample_solutions(
             tid = f"{problem.id}-sample-{j}"
             meta = {"sample": j, "temperature": cfg.temperature, "seed": cfg.seed}
             if isinstance(problem, Problem):
-                out.append(graded_trajectory(problem, steps, final, tid, **meta))
+                group.append(graded_trajectory(problem, steps, final, tid, **meta))
             else:
                 gold = problem.gold_answer
-                out.append(
+                group.append(
                     Trajectory(
                         id=tid,
                         question=problem.question,

@@ -7,6 +7,10 @@ only. Training uses `transformers.Trainer` (so multi-GPU, gradient accumulation 
 precision work unchanged at paper scale) with binary cross-entropy on the float targets,
 evaluation and checkpointing each epoch, early stopping on dev loss and the best checkpoint
 restored at the end. The saved directory is what `cpmi_lib.prm.model.load_prm` reads.
+
+Under a launcher (``torchrun``) Trainer trains with DDP by itself: `PRMConfig.batch_size` is then
+per rank (the CLI's ``--batch-size`` is the whole batch and is divided), and rank 0 alone writes
+the PRM directory.
 """
 
 from __future__ import annotations
@@ -326,7 +330,9 @@ def _train(
         "learning_curve": curve,
         "log_history": state.log_history,
     }
-    if trainer.args.should_save:
+    # under DDP every rank has restored the best checkpoint before rank 0 may delete it
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:  # under DDP: rank 0 alone writes, as save_model does
         (out / PRM_FILE).write_text(json.dumps(record, indent=2, default=str))
         if not cfg.keep_checkpoints:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)

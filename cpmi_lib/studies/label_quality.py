@@ -116,9 +116,7 @@ def label_quality(exp: Experiment) -> dict[str, Any]:
     return out
 
 
-def roc_data(
-    steps: pd.DataFrame, quality: dict[str, Any]
-) -> dict[str, tuple[Any, Any, float]]:
+def roc_data(steps: pd.DataFrame, quality: dict[str, Any]) -> dict[str, tuple[Any, Any, float]]:
     """ROC points and AUROC of CPMI, MC and the controls against the reference
     (`report.plots.roc_curves`' input), for the sources `label_quality` scored; empty when the
     reference has one class."""
