@@ -33,6 +33,7 @@ from cpmi_lib.eval.processbench import first_errors, predict_first_error
 from cpmi_lib.experiment.config import ExperimentConfig, Labeler
 from cpmi_lib.experiment.natural import NATURAL, SYNTHETIC
 from cpmi_lib.experiment.stages import Experiment
+from cpmi_lib.labeling.label_results import read_labels, total_costs
 from cpmi_lib.labeling.position import cross_fit_scores
 from cpmi_lib.labeling.wrong_answers import UndefinedAUROC, wrong_answer_auroc
 from cpmi_lib.prm.model import load_prm
@@ -150,10 +151,19 @@ def benchmark_table(
                     f"bon{n}_ci": [float(b["ci_low"]), float(b["ci_high"])],
                     "bon_method_from_dev": method,
                     "bon_problems": int(b["n_problems"]),
+                    "labeling_seconds": labeling_seconds(source),
                 }
             )
         rows.append(f1_row("surprise", benchmark, surprise_record(base, benchmark)))
     return pd.DataFrame(rows)
+
+
+def labeling_seconds(source: Source) -> float | None:
+    """Wall seconds of labeling the source's training set with an LM (CPMI, MC), as its label
+    file's records measured them; None for truth, outcome and position (no LM labels them)."""
+    if source.prm not in ("cpmi", "cpmi_noself", "mc"):
+        return None
+    return total_costs(read_labels(source.exp.labels(source.prm, "train"))).wall_seconds
 
 
 def f1_row(name: str, benchmark: str, rec: dict[str, Any]) -> dict[str, Any]:
