@@ -118,6 +118,20 @@ def test_label_cpmi_and_mc_under_torchrun_equal_a_single_run(
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_label_under_accelerate_launch_equals_a_single_run(tiny_lm_dir, cpmi_run, tmp_path):
+    """`accelerate launch` starts the same workers (two CPU processes here): the same labels."""
+    inp, reference = cpmi_run
+    out = tmp_path / "cpmi.jsonl"
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu")
+    options = ("--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no")
+    port = ("--dynamo_backend", "no", "--main_process_port", str(free_port()))
+    cmd = [*launcher, *options, *port, "-m", "cpmi_lib", *label_cmd(tiny_lm_dir, inp, out)]
+    done = run([*cmd, *CPMI_OPTIONS])
+    assert done.returncode == 0, done.stderr
+    assert labels_only(read_labels(out)) == reference
+    assert (tmp_path / "cpmi.jsonl.shard-1-of-2").is_file()
+
+
 def _rank_pid(launcher: int, rank: int) -> int | None:
     """The pid of the worker of `rank` that the launcher process `launcher` started."""
     for entry in Path("/proc").iterdir():
