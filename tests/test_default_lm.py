@@ -6,6 +6,9 @@ few seconds, which exercises every line of the code path.
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -151,3 +154,26 @@ def test_continued_lm_starts_from_its_parent_and_is_cached(
     assert ContinuedLMConfig(parent=tiny_lm_config, train_steps=4, seed=7).key() != cfg.key()
     with pytest.raises(ValueError, match="must differ from the parent's"):
         ContinuedLMConfig(parent=tiny_lm_config, seed=tiny_lm_config.seed)
+
+
+def test_concurrent_callers_build_an_lm_once(tiny_lm_config, tmp_path, monkeypatch):
+    """Two callers at once (as the ranks of a launched job asking for ``--model default``): one
+    trains, the other waits for the build lock and finds the LM built."""
+    from cpmi_lib.lm import default_lm
+
+    calls = []
+
+    def slow_train(cfg, out, progress=True):
+        calls.append(out)
+        time.sleep(0.5)  # long enough that the second caller arrives while this one trains
+        out.mkdir(parents=True)
+        (out / "training.json").write_text("{}")
+        return out
+
+    monkeypatch.setattr(default_lm, "train_lm", slow_train)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(ensure_default_lm, tiny_lm_config, tmp_path, False) for _ in range(2)
+        ]
+        paths = [f.result() for f in futures]
+    assert len(calls) == 1 and paths[0] == paths[1] == calls[0]

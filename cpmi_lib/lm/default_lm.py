@@ -9,12 +9,15 @@ configuration and reused when present.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,8 +316,17 @@ def ensure_continued_lm(
     """The continued LM's directory: the cache's, else the checkpoint shipped for `cfg`
     (verified), else trained now (after its parent, if needed)."""
     path = continued_lm_dir(cfg, cache)
-    if (path / "training.json").exists() or install_shipped(path):
+    if (path / "training.json").exists():
         return path
+    with _one_builder(path):
+        if (path / "training.json").exists() or install_shipped(path):
+            return path
+        return _train_continued(cfg, path, cache, progress)
+
+
+def _train_continued(
+    cfg: ContinuedLMConfig, path: Path, cache: str | os.PathLike[str], progress: bool
+) -> Path:
     parent = ensure_lm(cfg.parent, cache, progress)
     root = cfg.root
     threads = torch.get_num_threads()
@@ -354,9 +366,22 @@ def ensure_default_lm(
     `cfg` (verified, `cpmi_lib.lm.shipped`), else trained now."""
     cfg = cfg or LMTrainConfig()
     path = default_lm_dir(cfg, cache)
-    if (path / "training.json").exists() or install_shipped(path):
+    if (path / "training.json").exists():
         return path
-    return train_lm(cfg, path, progress=progress)
+    with _one_builder(path):
+        if (path / "training.json").exists() or install_shipped(path):
+            return path
+        return train_lm(cfg, path, progress=progress)
+
+
+@contextmanager
+def _one_builder(path: Path) -> Iterator[None]:
+    """Hold the build lock of an LM directory (``.<name>.lock`` beside it): concurrent callers
+    (the ranks of a launched job asking for ``--model default``) wait, then find it built."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def ensure_lm(
