@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from cpmi_lib.report.claims_decisive import NATURAL_F1
+
 #: The sources of the lead table, in order, with the name a reader knows them by.
 LEAD_SOURCES = {
     "truth": "exact truth (ceiling)",
@@ -84,10 +86,10 @@ def decisive_lead(results: Path) -> list[str]:
         syn = synthetic.loc[key] if key in synthetic.index else None
         row = nat if nat is not None else syn
         bon = _ci(row.get(bon_col), row.get(f"{bon_col}_ci")) if bon_col else "–"
-        seed_name = f"natural_{key.replace(' ', '_')}_prm_f1".replace("surprise_prm", "surprise")
+        claim = NATURAL_F1.get(key)  # the sources with a natural-F1 headline have seed spreads
         lines.append(
             f"| {label} | {_ci(nat['f1'], nat['f1_ci']) if nat is not None else '–'} | "
-            f"{_spread(seeds, seed_name)} | "
+            f"{_spread(seeds, claim.name) if claim else '–'} | "
             f"{_ci(syn['f1'], syn['f1_ci']) if syn is not None else '–'} | {bon} | "
             f"{_seconds(row.get('labeling_seconds'))} |"
         )
