@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_default_lm
 	$(PY) -m benchmarks.bench_labeling
 	$(PY) -m benchmarks.bench_mc
+	$(PY) -m benchmarks.bench_sampling
 
 clean:
 	rm -rf $(VENV) .cache

@@ -136,3 +136,29 @@ def test_the_room_made_cache_refuses_to_run_past_its_room():
     assert layer.keys.shape == (1, 1, 5, 4)
     with pytest.raises(RuntimeError, match="room for 5 tokens, 6 asked"):
         layer.update(torch.ones((1, 1, 1, 4)), torch.ones((1, 1, 1, 4)))
+
+
+def test_policy_sampling_through_the_engine(tiny_lm, tiny_world):
+    """Engine "rows" of `sample_solutions`: problem j's solutions are the reference's rows for
+    `prompt_seed(seed, j)`, whatever the batch size or part of a launched job."""
+    from cpmi_lib.lm.sampling import SampleConfig, generate_texts, prompt_part, prompt_seed
+
+    model, tok = tiny_lm
+    problems = build_world(tiny_world, {"test": 5}, seed=6)["test"]
+    prompts = [render_prompt(p.question) for p in problems]
+    cfg = SampleConfig(n=3, temperature=1.0, max_new_tokens=20, batch_size=6, seed=4, engine="rows")
+    texts, generated = generate_texts(model, tok, prompts, cfg)
+    want = reference_continuations(
+        model, tok, prompts, 3, seeds=[prompt_seed(4, j) for j in range(5)], temperature=1.0,
+        max_new_tokens=20,
+    )  # fmt: skip
+    assert texts == want and generated > 0
+    wide, _ = generate_texts(model, tok, prompts, SampleConfig(**{**vars(cfg), "batch_size": 15}))
+    assert wide == texts
+    parts = {}
+    for i in range(2):
+        part_texts = generate_texts(model, tok, prompts, cfg, part=(i, 2))[0]
+        parts |= dict(zip(prompt_part(5, cfg, (i, 2)), part_texts, strict=True))
+    assert [parts[j] for j in range(5)] == texts
+    with pytest.raises(ValueError, match="engine"):
+        SampleConfig(engine="vllm")

@@ -51,7 +51,11 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     launch = launch_of()
     device = rank_device(None, launch) if launch.distributed else "cpu"
     cfg = SampleConfig(
-        n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed
+        n=args.n,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        engine=args.engine,
     )
     with process_group(launch):
         with every_rank_succeeds():  # a rank's error ends every rank before the gather
@@ -160,4 +164,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--engine",
+        choices=("generate", "rows"),
+        default="generate",
+        help="generate: Hugging Face generate, a random stream per batch (the committed results); "
+        "rows: the rollout engine, a random stream per problem, faster (other samples)",
+    )
     p.set_defaults(func=_cmd_sample)

@@ -1,14 +1,16 @@
 """Drawing solutions from any loaded causal LM, as trajectories with their answers checked.
 
 Used to build the policy's trajectories (what the labelers label), Best-of-N pools and the default
-LM's accuracy. Generation is batched with left padding and seeded per batch, so a result does not
-depend on what was generated before it — nor on which process generates it: a `part` (i, n)
+LM's accuracy. Generation is batched with left padding and seeded per batch (engine "generate") or
+per prompt (engine "rows", the rollout engine), so a result does not depend on what was generated
+before it — nor on which process generates it: a `part` (i, n)
 generates only the batches b with b % n == i, each exactly as one process would, so n ranks of a
 launched job together give a single process's samples (`prompt_part`, `sampled_groups`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from cpmi_lib.core.text_format import DEFAULT_TEMPLATE, render_prompt, split_sol
 from cpmi_lib.core.trajectory import Trajectory
 from cpmi_lib.data.world import Problem
 from cpmi_lib.data.world_grading import graded_trajectory
+from cpmi_lib.lm.rollouts import sample_continuations
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,24 @@ class SampleConfig:
     batch_size: int = 32
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
+    #: "generate": Hugging Face `generate`, one random stream per batch (what the committed
+    #: results were sampled with). "rows": the rollout engine (`cpmi_lib.lm.rollouts`), each prompt
+    #: encoded once and a random stream per prompt (`prompt_seed`), so a solution does not depend
+    #: on its batch; faster, but other samples than "generate" for the same seed.
+    engine: str = "generate"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+
+
+ENGINES = ("generate", "rows")
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """The random stream of prompt `index` (0-based) sampled with `seed` by the "rows" engine."""
+    digest = hashlib.sha256(f"sample:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @torch.no_grad()
@@ -72,6 +93,11 @@ def generate_texts(
         if b % part[1] == part[0]
     ]
     for b, start in tqdm(batches, desc="sampling", disable=not progress):
+        if cfg.engine == "rows":
+            texts_of, n_new = _rows_batch(model, tokenizer, prompts, start, per_batch, cfg, meter)
+            outputs += texts_of
+            generated += n_new
+            continue
         encoded = [tokenizer(p).input_ids for p in prompts[start : start + per_batch]]
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
@@ -103,6 +129,30 @@ def generate_texts(
         for i in range(len(encoded)):
             outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
     return outputs, generated
+
+
+def _rows_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    start: int,
+    per_batch: int,
+    cfg: SampleConfig,
+    meter: CostMeter | None,
+) -> tuple[list[list[str]], int]:
+    """One batch through the rollout engine: its completions per prompt, tokens generated."""
+    batch = prompts[start : start + per_batch]
+    out = sample_continuations(
+        model,
+        tokenizer,
+        batch,
+        cfg.n,
+        seeds=[prompt_seed(cfg.seed, start + i) for i in range(len(batch))],
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        meter=meter,
+    )
+    return out.texts, sum(out.new_tokens)
 
 
 def _per_batch(cfg: SampleConfig) -> int:

@@ -1,0 +1,126 @@
+"""Policy-sampling throughput: Hugging Face `generate` (engine "generate", what the committed
+results were sampled with) against the rollout engine (engine "rows", `cpmi_lib.lm.rollouts`), on
+the same problems, model and machine, at several batch sizes.
+
+Run: ``make bench`` (or ``.venv/bin/python -m benchmarks.bench_sampling``). Writes
+``results/benchmarks/sampling.json`` and ``.md``.
+
+The two engines draw different random numbers (a stream per batch against a stream per problem),
+so their samples differ; the work is the same (problems, samples per problem, temperature, token
+limit), and each engine's accuracy and mean step count are printed as a check that they sample
+the same distribution. Greedy decoding has no randomness: there the two must give the same
+solutions, and the share that are identical is printed (float rounding, which batch shape moves,
+can flip a near-tie).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from cpmi_lib.core.answers import answers_equivalent
+from cpmi_lib.core.text_format import render_prompt, split_solution
+from cpmi_lib.data.world import build_world
+from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm
+from cpmi_lib.lm.load import load_lm
+from cpmi_lib.lm.sampling import SampleConfig, generate_texts
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+SAMPLES, MAX_NEW_TOKENS, TEMPERATURE = 8, 160, 0.7  # Best-of-N pools' sampling at default sizes
+
+
+def measure(model, tok, problems, cfg: SampleConfig) -> dict:
+    prompts = [render_prompt(p.question) for p in problems]
+    start = time.perf_counter()
+    texts, generated = generate_texts(model, tok, prompts, cfg)
+    seconds = time.perf_counter() - start
+    pairs = zip(problems, texts, strict=True)
+    solutions = [(p, split_solution(x)) for p, group in pairs for x in group]
+    right = sum(a is not None and answers_equivalent(p.answer, a) for p, (_, a) in solutions)
+    return {
+        "seconds": seconds,
+        "sequences_per_s": len(solutions) / seconds,
+        "generated_tokens_per_s": generated / seconds,
+        "accuracy": right / len(solutions),
+        "mean_steps": sum(len(steps) for _, (steps, _) in solutions) / len(solutions),
+    }
+
+
+def greedy_agreement(model, tok, problems, batch_size: int) -> float:
+    """Share of problems whose greedy solution is the same text under both engines."""
+    prompts = [render_prompt(p.question) for p in problems]
+    texts = {
+        engine: generate_texts(
+            model, tok, prompts, SampleConfig(1, 0.0, MAX_NEW_TOKENS, batch_size, engine=engine)
+        )[0]
+        for engine in ("generate", "rows")
+    }
+    same = sum(a == b for a, b in zip(texts["generate"], texts["rows"], strict=True))
+    return same / len(prompts)
+
+
+def markdown(result: dict) -> str:
+    base = next(iter(result["runs"].values()))["sequences_per_s"]
+    lines = [
+        f"Machine: {result['machine']}; model: default LM; {result['problems']} training problems, "
+        f"{SAMPLES} solutions each of up to {MAX_NEW_TOKENS} tokens at temperature "
+        f"{TEMPERATURE}.",
+        "",
+        "| engine | batch (sequences) | sequences/s | generated tokens/s | speed-up | accuracy "
+        "| mean steps |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["runs"].values():
+        lines.append(
+            f"| {r['engine']} | {r['batch_size']} | {r['sequences_per_s']:.1f} | "
+            f"{r['generated_tokens_per_s']:.0f} | {r['sequences_per_s'] / base:.2f}x | "
+            f"{r['accuracy']:.3f} | {r['mean_steps']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Greedy decoding, same solution text under both engines: "
+        f"{result['greedy_identical']:.1%} of {result['problems']} problems.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tok = load_lm(ensure_default_lm(LMTrainConfig()))
+    problems = build_world(LMTrainConfig().world, {"train": args.problems}, seed=2)["train"]
+    for engine in ("generate", "rows"):  # warm-up: the first calls pay for allocation
+        generate_texts(model, tok, [render_prompt(problems[0].question)],
+                       SampleConfig(2, TEMPERATURE, 16, engine=engine))  # fmt: skip
+    runs = {}
+    for engine in ("generate", "rows"):
+        for batch in args.batch_sizes:
+            cfg = SampleConfig(SAMPLES, TEMPERATURE, MAX_NEW_TOKENS, batch, seed=0, engine=engine)
+            runs[f"{engine}, {batch}"] = {
+                "engine": engine,
+                "batch_size": batch,
+                **measure(model, tok, problems, cfg),
+            }
+    result = {
+        "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
+        "problems": len(problems),
+        "runs": runs,
+        "greedy_identical": greedy_agreement(model, tok, problems, max(args.batch_sizes) // 8),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "sampling.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / "sampling.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
