@@ -33,8 +33,10 @@ def _imports(path: Path, module: str) -> set[str]:
             found |= {a.name for a in node.names if a.name.startswith("cpmi_lib")}
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the module's package
-                base = module.split(".")[: -node.level] if path.name != "__init__.py" else (
-                    module.split(".")[: len(module.split(".")) - node.level + 1]
+                base = (
+                    module.split(".")[: -node.level]
+                    if path.name != "__init__.py"
+                    else (module.split(".")[: len(module.split(".")) - node.level + 1])
                 )
                 name = ".".join([*base, node.module] if node.module else base)
             else:

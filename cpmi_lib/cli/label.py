@@ -161,6 +161,11 @@ def _label(
                 templates=templates,
                 length_norm=args.length_norm,
                 neg_weight=args.neg_weight,
+                **(
+                    {"batch_trajectories": args.batch_trajectories}
+                    if args.batch_trajectories is not None and args.method == "cpmi"
+                    else {}
+                ),
             ),
             n_negatives=args.n_negatives,
             negative_sources=tuple(args.negative_sources.split(",")),
@@ -171,7 +176,7 @@ def _label(
                 max_new_tokens=args.max_new_tokens,
                 **(
                     {}
-                    if args.batch_trajectories is None
+                    if args.batch_trajectories is None or args.method != "mc"
                     else {"batch_trajectories": args.batch_trajectories}
                 ),
                 template=templates[0],
@@ -325,8 +330,8 @@ def register_label(sub: argparse._SubParsersAction) -> None:
         "--batch-trajectories",
         type=int,
         default=None,
-        help="MC: trajectories whose rollouts share one engine call; a shard takes whole blocks "
-        "(default: MCConfig's, 4)",
+        help="trajectories whose rollouts (MC) or scoring requests (CPMI) share engine calls; a "
+        "shard takes whole blocks (default: MC 4; CPMI 1, each trajectory alone)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -127,6 +127,7 @@ class ExperimentConfig:
         """Every setting as JSON; the LM configs as their own `to_dict` (a field added with a
         neutral default leaves cached keys alone), and no `labeler` entry when it is the policy."""
         d = asdict(self)
+        d["cpmi"] = self.cpmi.to_dict()
         d["prm_lm"] = self.prm_lm and self.prm_lm.to_dict()
         if self.labeler is None:
             del d["labeler"]

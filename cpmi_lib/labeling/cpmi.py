@@ -59,6 +59,10 @@ class CPMIConfig:
     engine: Literal["packed", "reference"] = "packed"
     max_batch_tokens: int = 8192
     max_row_tokens: int = 512
+    #: Trajectories whose requests share the packed engine's calls (`label_block`): a few
+    #: trajectories fill a call that one leaves mostly empty. 1: each trajectory alone, as the
+    #: committed labels were made; more moves scores in their last bits (padding width).
+    batch_trajectories: int = 1
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -69,7 +73,7 @@ class CPMIConfig:
             raise ValueError(f"neg_weight must be a number, got {self.neg_weight!r}")
         if not math.isfinite(self.neg_weight):
             raise ValueError(f"neg_weight must be finite, got {self.neg_weight}")
-        for name in ("max_batch_tokens", "max_row_tokens"):
+        for name in ("max_batch_tokens", "max_row_tokens", "batch_trajectories"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.engine not in ("packed", "reference"):
@@ -86,7 +90,12 @@ class CPMIConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting; `batch_trajectories` only when not 1, so the identity of the runs made
+        before it existed stays theirs."""
+        d = asdict(self)
+        if self.batch_trajectories == 1:
+            del d["batch_trajectories"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -162,20 +171,31 @@ def context_logprobs(
     """LP(answer | context) averaged over templates, shape (contexts, answers), and per step the
     (after, before) context indices of `cfg.variant` (see `context_pairs`)."""
     requests, per_template = cpmi_requests(tokenizer, question, steps, answers, cfg)
+    table = lp_table(score_requests(model, requests, cfg, meter), len(answers), cfg)
+    if not torch.isfinite(table).all():
+        raise FloatingPointError("non-finite answer log-probability; check the model's dtype")
+    return table, per_template[0][0]
+
+
+def score_requests(
+    model: PreTrainedModel,
+    requests: Sequence[ScoreRequest],
+    cfg: CPMIConfig,
+    meter: CostMeter | None = None,
+) -> list[torch.Tensor]:
+    """Each request's token log-probabilities, by `cfg.engine`."""
     if cfg.engine == "packed":
-        token_lps = packed_logprobs(
-            model, requests, cfg.max_batch_tokens, cfg.max_row_tokens, meter
-        )
-    else:
-        token_lps = reference_logprobs(model, requests, meter)
+        return packed_logprobs(model, requests, cfg.max_batch_tokens, cfg.max_row_tokens, meter)
+    return reference_logprobs(model, requests, meter)
+
+
+def lp_table(token_lps: Sequence[torch.Tensor], n_answers: int, cfg: CPMIConfig) -> torch.Tensor:
+    """The (contexts, answers) table of template-averaged LPs of one trajectory's requests
+    (in `cpmi_requests`' order); non-finite entries are left for the caller to refuse."""
     reduce = torch.mean if cfg.length_norm == "mean" else torch.sum
     lp = torch.tensor([float(reduce(x.double())) for x in token_lps], dtype=torch.float64)
-    if not torch.isfinite(lp).all():
-        raise FloatingPointError("non-finite answer log-probability; check the model's dtype")
-    n_ans = len(answers)
-    n_ctx = len(requests) // (n_ans * len(cfg.templates))
-    table = lp.reshape(len(cfg.templates), n_ctx, n_ans).mean(dim=0)
-    return table, per_template[0][0]
+    n_ctx = len(token_lps) // (n_answers * len(cfg.templates))
+    return lp.reshape(len(cfg.templates), n_ctx, n_answers).mean(dim=0)
 
 
 def answer_deltas(
@@ -193,7 +213,13 @@ def answer_deltas(
     negatives' columns (`cpmi_step_scores`; `cpmi_lib.studies.labeler_skill` keeps them apart)."""
     if not steps:
         raise ValueError("no steps to score")
-    table, pairs = context_logprobs(model, tokenizer, question, steps, answers, cfg, meter)
+    return deltas_of(*context_logprobs(model, tokenizer, question, steps, answers, cfg, meter))
+
+
+def deltas_of(
+    table: torch.Tensor, pairs: Sequence[tuple[int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`answer_deltas` from a trajectory's LP table and its (after, before) context pairs."""
     after = torch.stack([table[a] for a, _ in pairs])
     before = torch.stack([table[b] for _, b in pairs])
     return after, after - before
@@ -217,8 +243,13 @@ def cpmi_step_scores(
 ) -> list[StepScore]:
     """One `StepScore` per step (see the module docstring for the exact definition)."""
     after, delta = answer_deltas(model, tokenizer, question, steps, [gold, *negatives], cfg, meter)
+    return step_scores_of(after, delta, cfg)
+
+
+def step_scores_of(after: torch.Tensor, delta: torch.Tensor, cfg: CPMIConfig) -> list[StepScore]:
+    """The `StepScore`s from `answer_deltas` of [gold, *negatives]."""
     gold_term = delta[:, 0]
-    neg_term = delta[:, 1:].mean(dim=1) if negatives else torch.zeros_like(gold_term)
+    neg_term = delta[:, 1:].mean(dim=1) if delta.shape[1] > 1 else torch.zeros_like(gold_term)
     cpmi = combine_terms(gold_term, neg_term, cfg.neg_weight)
     return [
         StepScore(
@@ -228,7 +259,7 @@ def cpmi_step_scores(
             lp_gold=float(after[i, 0]),
             lp_negatives=tuple(float(x) for x in after[i, 1:]),
         )
-        for i in range(len(steps))
+        for i in range(after.shape[0])
     ]
 
 
@@ -281,14 +312,13 @@ def cpmi_trajectory(
 
     A trajectory that cannot fit the model (`check_fits`) is refused first, before the costly
     mining and verification of negatives."""
-    if traj.gold_answer is not None:  # else negatives_for_trajectory says it is missing
-        check_fits(model, tokenizer, traj.question, traj.steps, traj.gold_answer, cfg)
-    negatives = negatives_for_trajectory(
+    negatives = cpmi_negatives(
+        model,
+        tokenizer,
         traj,
+        cfg,
         n_negatives,
         sources=sources,
-        model=model,
-        tokenizer=tokenizer,
         seed=seed,
         meter=meter,
         exclude_own_answer=exclude_own_answer,
@@ -305,3 +335,30 @@ def cpmi_trajectory(
         meter=meter,
     )
     return negatives, scores
+
+
+def cpmi_negatives(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    traj: Trajectory,
+    cfg: CPMIConfig,
+    n_negatives: int,
+    *,
+    sources: Sequence[str] = ("trajectory", "perturb"),
+    seed: int = 0,
+    meter: CostMeter | None = None,
+    exclude_own_answer: bool = False,
+) -> list[Negative]:
+    """The first half of `cpmi_trajectory`: the fit check, then the hard negatives."""
+    if traj.gold_answer is not None:  # else negatives_for_trajectory says it is missing
+        check_fits(model, tokenizer, traj.question, traj.steps, traj.gold_answer, cfg)
+    return negatives_for_trajectory(
+        traj,
+        n_negatives,
+        sources=sources,
+        model=model,
+        tokenizer=tokenizer,
+        seed=seed,
+        meter=meter,
+        exclude_own_answer=exclude_own_answer,
+    )

@@ -16,7 +16,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cpmi_lib.core.costs import CostMeter, Costs
 from cpmi_lib.core.trajectory import RecordError, Trajectory
-from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_trajectory
+from cpmi_lib.labeling.cpmi import CPMIConfig, cpmi_negatives, cpmi_trajectory
+from cpmi_lib.labeling.cpmi_block import CPMIJob, block_scores
 from cpmi_lib.labeling.label_input import InputItem
 from cpmi_lib.labeling.mc import MCConfig, MCTask, check_prefix_lengths, mc_block, prefix_prompts
 from cpmi_lib.labeling.negatives import NEGATIVE_SOURCES
@@ -66,6 +67,7 @@ class LabelConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as stored in JSON (tuples become lists, so stored and fresh compare equal)."""
         d = json.loads(json.dumps(asdict(self)))
+        d["cpmi"] = json.loads(json.dumps(self.cpmi.to_dict()))  # without what its identity omits
         if not self.exclude_own_answer:  # off: the identity of files written before the option
             del d["exclude_own_answer"]
         # only the part of the config the method uses
@@ -163,7 +165,8 @@ def label_block(
     n_params: int,
 ) -> dict[int, Outcome]:
     """The outcome of every item of one block (keyed by index). CPMI labels each trajectory on
-    its own; MC rolls out all the block's trajectories that can be labeled in one engine call.
+    its own (or, with ``cpmi.batch_trajectories`` > 1, scores them together: `cpmi_block`); MC
+    rolls out all the block's trajectories that can be labeled in one engine call.
 
     A block's MC costs are shared out by tokens: each record keeps its own prompt and generated
     tokens (and FLOPs), and the call's seconds in proportion to its tokens; the first record
@@ -177,6 +180,9 @@ def label_block(
             out[it.index] = it.error
             continue
         assert it.traj is not None
+        if cfg.method == "cpmi" and cfg.cpmi.batch_trajectories > 1:
+            valid.append(it)
+            continue
         if cfg.method == "cpmi":
             meter = CostMeter(n_params, device)
             try:
@@ -194,6 +200,8 @@ def label_block(
             out[it.index] = exc
         else:
             valid.append(it)
+    if cfg.method == "cpmi" and valid:
+        return out | cpmi_block(model, tokenizer, valid, cfg, n_params)
     if not valid:
         return out
     trajs = [it.traj for it in valid]
@@ -217,6 +225,86 @@ def label_block(
         )
         record = {"id": traj.id, "method": "mc", "steps": [v.to_dict() for v in result.values]}
         out[it.index] = (record, costs)
+    return out
+
+
+def cpmi_block(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[InputItem],
+    cfg: LabelConfig,
+    n_params: int,
+) -> dict[int, Outcome]:
+    """CPMI of a block (``cpmi.batch_trajectories`` > 1): each trajectory's negatives mined
+    alone, with its own seed and errors, then all their requests scored in shared engine calls
+    (`block_scores`). A record's costs: its own mining, and the scoring's seconds, tokens and
+    FLOPs in proportion to its request tokens (the first record carries the calls)."""
+    device = next(model.parameters()).device
+    out: dict[int, Outcome] = {}
+    mined = []
+    for it in items:
+        traj = it.traj
+        assert traj is not None
+        meter = CostMeter(n_params, device)
+        try:
+            if traj.gold_answer is None:
+                raise RecordError(it.where, "gold_answer", "missing: CPMI needs the gold answer")
+            with meter:
+                negatives = cpmi_negatives(
+                    model,
+                    tokenizer,
+                    traj,
+                    cfg.cpmi,
+                    cfg.n_negatives,
+                    sources=cfg.negative_sources,
+                    seed=trajectory_seed(cfg.seed, traj.id),
+                    meter=meter,
+                    exclude_own_answer=cfg.exclude_own_answer,
+                )
+        except RecordError as exc:
+            out[it.index] = exc
+            continue
+        except SequenceTooLongError as exc:
+            out[it.index] = RecordError(it.where, "steps", str(exc))
+            continue
+        mined.append((it, negatives, meter.costs))
+    jobs = [
+        CPMIJob(it.traj.question, it.traj.steps, [it.traj.gold_answer, *(n.answer for n in negs)])
+        for it, negs, _ in mined
+        if it.traj is not None and it.traj.gold_answer is not None
+    ]
+    call_meter = CostMeter(n_params, device)
+    with call_meter:
+        results, tokens = block_scores(model, tokenizer, jobs, cfg.cpmi, call_meter)
+    call = call_meter.costs
+    for k, ((it, negatives, mining), result) in enumerate(zip(mined, results, strict=True)):
+        assert it.traj is not None
+        if isinstance(result, Exception):
+            kind = "non-finite score: " if isinstance(result, FloatingPointError) else ""
+            out[it.index] = RecordError(it.where, "steps", f"{kind}{result}")
+            continue
+        share = tokens[k] / max(sum(tokens), 1)
+        scoring = Costs(
+            wall_seconds=call.wall_seconds * share,
+            forward_tokens=round(call.forward_tokens * share),
+            forward_calls=call.forward_calls if k == 0 else 0,
+            peak_rss_bytes=call.peak_rss_bytes,
+            peak_cuda_bytes=call.peak_cuda_bytes,
+            flops=call.flops * share,
+            items=1,
+            steps=it.traj.n_steps,
+        )
+        record = {
+            "id": it.traj.id,
+            "method": "cpmi",
+            "negatives": [asdict(n) for n in negatives],
+            "steps": [s.to_dict() for s in result],
+        }
+        bad = _first_nonfinite(record, "")
+        if bad is not None:
+            out[it.index] = RecordError(it.where, bad, "non-finite score from the model")
+            continue
+        out[it.index] = (record, mining + scoring)
     return out
 
 

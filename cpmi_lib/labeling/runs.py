@@ -157,11 +157,11 @@ def shard_text(shard: Sequence[int]) -> str:
 
 
 def shard_block(config: dict[str, Any]) -> int:
-    """Consecutive records a shard takes together: MC's ``batch_trajectories`` (a block shares
-    one engine call, whose padding can move a logit's last bits, so a shard or a resume must see
-    each block whole to give a single run's labels), else 1."""
-    mc = config.get("mc")
-    return int(mc.get("batch_trajectories", 1)) if isinstance(mc, dict) else 1
+    """Consecutive records a shard takes together: MC's or CPMI's ``batch_trajectories`` (a
+    block shares engine calls, whose padding can move a logit's last bits, so a shard or a resume
+    must see each block whole to give a single run's labels), else 1."""
+    method = config.get(config.get("method", ""))
+    return int(method.get("batch_trajectories", 1)) if isinstance(method, dict) else 1
 
 
 def in_shard(index: int, shard: Sequence[int], block: int = 1) -> bool:
