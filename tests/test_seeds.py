@@ -93,11 +93,17 @@ def test_results_readme_says_which_claims_survive(tmp_path):
     record_headline(results, committed)
     seeds.aggregate(results.parent, {1: tmp_path / "seed1"}, results)
     text = write_results_readme(results, tmp_path / "figures", "default").read_text()
+    truth = f"{committed['truth_prm_f1'].value:.4g}"
     assert "## Which claims survive other seeds (2 seeds" in text
-    assert "| truth_prm_f1 | 0.9865 | 0.5 – 0.9865 | 1/2 seeds inside the CI |" in text
+    assert f"| truth_prm_f1 | {truth} | 0.5 – {truth} | 1/2 seeds inside the CI |" in text
     assert "| truth_prm_vs_majority_p |" in text and "1/2 seeds p < 0.05 |" in text
     assert "| budget_mc_seconds |" not in text.split("## Which claims")[1]
     assert "| new_f1 | 0.7 | 0.7 – 0.7 | not rerun with other seeds |" in text
+    assert "earlier committed run" not in text
+    # A new committed run: the seeds' spreads are the old run's, and the README says so.
+    record_headline(results, committed | {"truth_prm_f1": Headline(0.9, (0.85, 0.95), 300)})
+    text = write_results_readme(results, tmp_path / "figures", "default").read_text()
+    assert "made against an earlier committed run" in text and "`truth_prm_f1`" in text
 
 
 def test_seeds_run_every_notebook_that_records_headline_numbers():
@@ -126,9 +132,11 @@ def test_results_readme_puts_the_best_labeler_first_next_to_todays_labeler(tmp_p
     }
     record_headline(results, entries)
     text = write_results_readme(results, tmp_path / "figures", "default").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ")]  # after 2 cost rows
-    assert "best labeler (chosen on dev): CPMI step AUROC vs exact truth" in rows[4]
-    assert "0.812 [0.800, 0.820]" in rows[4]
+    claims_table = text.split("## Every claim")[1]
+    rows = [line for line in claims_table.splitlines() if line.startswith("| ")]
+    first = 1 + next(i for i, row in enumerate(rows) if "generated tokens" in row)  # after cost
+    assert "best labeler (chosen on dev): CPMI step AUROC vs exact truth" in rows[first]
+    assert "0.812 [0.800, 0.820]" in rows[first]
     cpmi = entries["cpmi_auroc_vs_truth"].value
     assert f"CPMI's step AUROC is 0.812 (0.701 within step position) vs {cpmi:.3f}" in text
     assert "PRMs score F1 0.600 (CPMI labels, base set) and 0.900 (MC labels)" in text

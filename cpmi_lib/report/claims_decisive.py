@@ -1,6 +1,5 @@
 """The decisive comparison's claims (issue 21; `cpmi_lib.studies.decisive`), part of the one
-registry `cpmi_lib.report.claims.CLAIMS`. Each awaits the default grid's rerun
-(`Claim.awaiting_rerun`) until the committed results hold it."""
+registry `cpmi_lib.report.claims.CLAIMS`; the default grid's committed results hold each."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ from cpmi_lib.report.claim_types import BON_ELSEWHERE, BON_NS, Claim, Family, St
 def _decisive(
     name: str, text: str, table: str = "decisive", style: Style = "ci", row: bool = True
 ) -> Claim:
-    return Claim(
-        name, text, "decisive", table, "decisive", style=style, row=row, awaiting_rerun=True
-    )
+    return Claim(name, text, "decisive", table, "decisive", style=style, row=row)
 
 
 #: F1 on the benchmark of natural errors (`cpmi_lib.studies.decisive`), keyed by source.
@@ -88,7 +85,6 @@ def _decisive_bon(template: str, text: str, style: Style = "ci") -> Family:
         "decisive_bon",
         "decisive",
         style,
-        awaiting_rerun=True,
     )
 
 

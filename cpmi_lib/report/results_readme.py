@@ -6,6 +6,7 @@ and the tables for claims that live in one."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ def write_results_readme(
     if headline:
         lines += _instrument_notes(headline)
         if (results / "seeds.json").exists():
-            lines += _seed_notes(json.loads((results / "seeds.json").read_text()))
+            seed_rows = json.loads((results / "seeds.json").read_text())
+            lines += _seed_notes(seed_rows, headline)
     lines += timing_rows(results)
     lines += ["", "## Tables", ""]
     lines += [f"- [`{p.stem}`](tables/{p.name})" for p in sorted(tables.glob("*.md"))]
@@ -84,8 +86,9 @@ def _measured(claim: Claim, headline: dict[str, Headline], tables: Path) -> Head
 
 
 def _shown(h: Headline, style: str) -> str:
-    if style == "count":
-        return f"{h.value:,.0f} (n = {h.n:,})"
+    if style == "count":  # a count, or seconds and differences (never rounded to 0)
+        shown = f"{h.value:,.0f}" if float(h.value).is_integer() else f"{h.value:,.3g}"
+        return f"{shown} (n = {h.n:,})"
     if style == "p":
         return f"{h.value:.3g} (n = {h.n:,})"
     if style == "saving":
@@ -221,11 +224,25 @@ def _instrument_notes(headline: dict[str, Headline]) -> list[str]:
     return out
 
 
-def _seed_notes(rows: list[dict[str, Any]]) -> list[str]:
+def _seed_notes(rows: list[dict[str, Any]], headline: dict[str, Headline]) -> list[str]:
     """Which headline claims survive other seeds (`cpmi_lib.seeds`): a number with a CI
     survives when every seed lies inside the committed CI; a p-value when every seed keeps it
-    below 0.05."""
+    below 0.05. Seeds run against an earlier committed run (its numbers differ from this
+    run's) are said to be so, not shown as this run's spread."""
     out = ["", f"## Which claims survive other seeds ({rows[0]['seeds']} seeds, `seeds.md`)", ""]
+    stale = [
+        r["name"]
+        for r in rows
+        if r["name"] in headline
+        and not math.isclose(r["committed"], headline[r["name"]].value, rel_tol=1e-9)
+    ]
+    if stale:
+        out += [
+            f"`seeds.json` was made against an earlier committed run: its seed-0 value differs "
+            f"from this run's for {len(stale)} of {len(rows)} names (e.g. `{stale[0]}`). The "
+            "spreads below are that run's; `make seeds` remeasures them against this one.",
+            "",
+        ]
     out += [
         "| headline number | committed | across seeds (min – max) | survives |",
         "| --- | --- | --- | --- |",
