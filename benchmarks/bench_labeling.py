@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -26,6 +28,8 @@ from cpmi_lib.data.world import build_world
 from cpmi_lib.data.world_errors import corrupt
 from cpmi_lib.labeling.cpmi import VARIANTS, CPMIConfig, cpmi_requests, cpmi_trajectory
 from cpmi_lib.labeling.label_file import LabelConfig, label_trajectory
+from cpmi_lib.labeling.label_input import InputItem
+from cpmi_lib.labeling.label_records import label_block
 from cpmi_lib.labeling.mc import MCConfig, MCTask, mc_block
 from cpmi_lib.lm.default_lm import LMTrainConfig, ensure_default_lm
 from cpmi_lib.lm.load import count_parameters, load_lm
@@ -128,6 +132,44 @@ def cpmi_vs_mc(model, tok, trajs: list[Trajectory], m: int, k: int, n_rollouts: 
     return out
 
 
+def cpmi_blocks(model, tok, trajs: list[Trajectory], m: int, blocks: list[int]) -> list[dict]:
+    """CPMI as `label` runs it (`label_block`, the default setting) with `batch_trajectories`
+    trajectories per block, on the same trajectories: steps/s, and the largest difference of a
+    step's score from blocks of 1 (packing moves only the last bits)."""
+    n_params = count_parameters(model)
+    items = [InputItem(i, f"bench line {i + 1}", t) for i, t in enumerate(trajs)]
+    steps = sum(t.n_steps for t in trajs)
+    rows, reference = [], None
+    warm = LabelConfig(method="cpmi", n_negatives=m, cpmi=CPMIConfig(templates=PROMPT_TEMPLATES))
+    label_block(model, tok, items[:2], warm, n_params)  # the first calls pay for allocation
+    for block in blocks:
+        cfg = LabelConfig(
+            method="cpmi",
+            n_negatives=m,
+            cpmi=CPMIConfig(templates=PROMPT_TEMPLATES, batch_trajectories=block),
+        )
+        start = time.perf_counter()
+        out: dict = {}
+        for first in range(0, len(items), block):
+            out |= label_block(model, tok, items[first : first + block], cfg, n_params)
+        seconds = time.perf_counter() - start
+        scores = [s["cpmi"] for i in range(len(items)) for s in out[i][0]["steps"]]
+        reference = reference or scores
+        rows.append(
+            {
+                "batch_trajectories": block,
+                "seconds": seconds,
+                "steps_per_s": steps / seconds,
+                "speedup": rows[0]["seconds"] / seconds if rows else 1.0,
+                "max_abs_diff_vs_blocks_of_1": max(
+                    abs(a - b) for a, b in zip(scores, reference, strict=True)
+                ),
+                "all_finite": all(math.isfinite(x) for x in scores),
+            }
+        )
+    return rows
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"Machine: {result['machine']}; model: default LM ({result['parameters']:,} parameters); "
@@ -165,6 +207,22 @@ def markdown(result: dict) -> str:
                 f"{saving:.1%}" if saving is not None else "",
             ]
         lines.append(f"| {label} | {' | '.join(cells)} | {cm['mc']['per_step'][key]:.4g} |")
+    blocks = result.get("cpmi_blocks")
+    if blocks:
+        lines += [
+            "",
+            f"CPMI as `label` runs it (default setting, K = {len(PROMPT_TEMPLATES)}) on "
+            f"{result['block_trajectories']} trajectories, `--batch-trajectories` per packed "
+            "call:",
+            "",
+            "| trajectories per call | steps/s | speed-up | max abs. score difference vs 1 |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for r in blocks:
+            lines.append(
+                f"| {r['batch_trajectories']} | {r['steps_per_s']:.1f} | {r['speedup']:.2f}x | "
+                f"{r['max_abs_diff_vs_blocks_of_1']:.1e} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +232,8 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=4)
     parser.add_argument("--templates", type=int, default=4)
     parser.add_argument("--rollouts", type=int, default=8)
+    parser.add_argument("--block-trajectories", type=int, default=64)
+    parser.add_argument("--blocks", type=int, nargs="+", default=[1, 4, 8, 16])
     args = parser.parse_args()
     torch.set_num_threads(2)
     model, tok = load_lm(ensure_default_lm())
@@ -191,6 +251,10 @@ def main() -> None:
             model, tok, trajs, args.negatives, args.templates
         ),
         "cpmi_vs_mc": cpmi_vs_mc(model, tok, trajs, args.negatives, args.templates, args.rollouts),
+        "block_trajectories": args.block_trajectories,
+        "cpmi_blocks": cpmi_blocks(
+            model, tok, six_step_trajectories(args.block_trajectories), args.negatives, args.blocks
+        ),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "labeling.json").write_text(json.dumps(result, indent=2) + "\n")
