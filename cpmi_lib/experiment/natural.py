@@ -48,7 +48,7 @@ from cpmi_lib.experiment.samples import sample_config, write_samples
 from cpmi_lib.experiment.tracks import Track
 from cpmi_lib.lm.default_lm import ContinuedLMConfig, LMTrainConfig, ensure_lm
 from cpmi_lib.lm.load import load_lm
-from cpmi_lib.prm.model import load_prm
+from cpmi_lib.prm.model import ProcessRewardModel
 
 SYNTHETIC, NATURAL = "synthetic", "natural"
 BENCHMARKS = (SYNTHETIC, NATURAL)
@@ -128,7 +128,7 @@ def sample_seed(cfg: ExperimentConfig, generator: str, split: str) -> int:
 
 class BenchmarkStages:
     """The natural benchmark's stages and the evaluation on either benchmark (`Experiment`
-    provides the attributes and `train`)."""
+    provides the attributes, `train` and `load_prm`)."""
 
     cfg: ExperimentConfig
     track: Track
@@ -137,6 +137,7 @@ class BenchmarkStages:
     dir: Path
     sample_template: Callable[[], str]
     train: Callable[[str], Path]
+    load_prm: Callable[[str], ProcessRewardModel]
 
     # ------------------------------------------------------------------ the natural benchmark
     @property
@@ -215,7 +216,7 @@ class BenchmarkStages:
     def processbench(self, prm_name: str, benchmark: str = SYNTHETIC) -> dict[str, Any]:
         """First-error F1 of the PRM `prm_name` on the test part of `benchmark`, τ chosen on its
         dev part (`evaluate_prm`, its CIs seeded by the run's seed)."""
-        return self.scored_processbench(prm_name, lambda: load_prm(self.train(prm_name)), benchmark)
+        return self.scored_processbench(prm_name, lambda: self.load_prm(prm_name), benchmark)
 
     def processbench_file(self, name: str, benchmark: str = SYNTHETIC) -> Path:
         """Where the evaluation of scorer `name` on `benchmark` is cached: the synthetic one's

@@ -47,7 +47,7 @@ from cpmi_lib.labeling.outcome import outcome_label_records
 from cpmi_lib.labeling.position import PositionLabeler
 from cpmi_lib.lm.identity import model_identity
 from cpmi_lib.lm.sampling import SampleConfig
-from cpmi_lib.prm.model import load_prm
+from cpmi_lib.prm.model import ProcessRewardModel, load_prm
 from cpmi_lib.prm.targets import SCORE_FIELD, scores_for_trajectories
 from cpmi_lib.prm.train import train_prm
 
@@ -90,6 +90,7 @@ class Experiment(ReadPrompts, BenchmarkStages):
         self.cfg = cfg
         cache = cache_root()
         self.cache = cache
+        self.feature_dir = cache / "features"  # PRM backbone features (`prm.feature_cache`)
         root = Path(work_dir) if work_dir else cache / "experiments"
         # the policy's samples and Best-of-N pools; below them, one folder per labeling setup
         # (labeling LM, CPMI and MC settings) for its labels, budget plan and the extra samples
@@ -284,12 +285,16 @@ class Experiment(ReadPrompts, BenchmarkStages):
         train = self.training_pairs(prm_name, "train")
         dev = self.training_pairs(prm_name, "dev")
         cfg = replace(self.prm_config(), target=target)
-        train_prm(self.track.prm_backbone, train, dev, out, cfg)
+        train_prm(self.track.prm_backbone, train, dev, out, cfg, feature_cache=self.feature_dir)
         return out
+
+    def load_prm(self, prm_name: str) -> ProcessRewardModel:
+        """The PRM of `prm_name` (trained first if need be), with the shared feature cache."""
+        return load_prm(self.train(prm_name), feature_cache=self.feature_dir)
 
     def predict(self, prm_name: str, trajs: list[Trajectory]) -> list[list[float]]:
         """Per-step probabilities of the PRM of `prm_name` (trained first if need be)."""
-        return load_prm(self.train(prm_name)).predict(trajs)
+        return self.load_prm(prm_name).predict(trajs)
 
     # ------------------------------------------------------------------ evaluation
     # `processbench` (either benchmark) is `BenchmarkStages`'s

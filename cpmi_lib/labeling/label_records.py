@@ -242,12 +242,13 @@ def cpmi_block(
     device = next(model.parameters()).device
     out: dict[int, Outcome] = {}
     mined = []
+    jobs: list[CPMIJob] = []
     for it in items:
         traj = it.traj
         assert traj is not None
         meter = CostMeter(n_params, device)
         try:
-            if traj.gold_answer is None:
+            if traj.gold_answer is None:  # by file and line; negatives_for_trajectory names the id
                 raise RecordError(it.where, "gold_answer", "missing: CPMI needs the gold answer")
             with meter:
                 negatives = cpmi_negatives(
@@ -261,6 +262,7 @@ def cpmi_block(
                     meter=meter,
                     exclude_own_answer=cfg.exclude_own_answer,
                 )
+            answers = [traj.gold_answer, *(n.answer for n in negatives)]
         except RecordError as exc:
             out[it.index] = exc
             continue
@@ -268,11 +270,7 @@ def cpmi_block(
             out[it.index] = RecordError(it.where, "steps", str(exc))
             continue
         mined.append((it, negatives, meter.costs))
-    jobs = [
-        CPMIJob(it.traj.question, it.traj.steps, [it.traj.gold_answer, *(n.answer for n in negs)])
-        for it, negs, _ in mined
-        if it.traj is not None and it.traj.gold_answer is not None
-    ]
+        jobs.append(CPMIJob(traj.question, traj.steps, answers))
     call_meter = CostMeter(n_params, device)
     with call_meter:
         results, tokens = block_scores(model, tokenizer, jobs, cfg.cpmi, call_meter)

@@ -34,7 +34,8 @@ from transformers import (
 from cpmi_lib.core.trajectory import RecordError, Trajectory
 from cpmi_lib.prm.config import PRMConfig
 from cpmi_lib.prm.encoding import EncodedTrajectory, PRMCollator, encode_for_prm, step_spans
-from cpmi_lib.prm.features import SURPRISE_FEATURES, FeatureCollator, StepHead, step_features
+from cpmi_lib.prm.feature_cache import cached_step_features
+from cpmi_lib.prm.features import SURPRISE_FEATURES, FeatureCollator, StepHead
 from cpmi_lib.prm.targets import TargetTransform
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class ProcessRewardModel:
         record: dict[str, Any] | None = None,
         *,
         backbone: PreTrainedModel | None = None,
+        feature_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if (config.head == "surprise") != (backbone is not None):
             raise ValueError(
@@ -91,6 +93,9 @@ class ProcessRewardModel:
         self.tokenizer = tokenizer
         self.config = config
         self.record = record or {}
+        #: Where the surprise head's backbone features are cached (`cached_step_features`);
+        #: None computes them every time.
+        self.feature_cache = feature_cache
 
     @property
     def device(self) -> torch.device:
@@ -159,7 +164,7 @@ class ProcessRewardModel:
     ) -> list[list[float]]:
         assert self.backbone is not None
         spans = [step_spans(e.input_ids, e.label_positions, e.n_prompt_tokens) for e in encoded]
-        features = step_features(self.backbone, spans, batch_size)
+        features = cached_step_features(self.backbone, spans, batch_size, self.feature_cache)
         out: list[list[float]] = []
         for start in range(0, len(features), batch_size):
             batch = FeatureCollator()(
@@ -175,9 +180,13 @@ class ProcessRewardModel:
 
 
 def load_prm(
-    path: str | os.PathLike[str], device: str | torch.device | None = None
+    path: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    *,
+    feature_cache: str | os.PathLike[str] | None = None,
 ) -> ProcessRewardModel:
-    """Load a PRM saved by `train_prm` (on CUDA when available unless `device` says otherwise)."""
+    """Load a PRM saved by `train_prm` (on CUDA when available unless `device` says otherwise);
+    a surprise head reads its backbone features through `feature_cache` when one is given."""
     path = Path(path)
     record_path = path / PRM_FILE
     if not record_path.is_file():
@@ -191,7 +200,10 @@ def load_prm(
         backbone = load_causal_lm(path / BACKBONE_DIR, tokenizer).to(device)
         head = StepHead(backbone.config.hidden_size + len(SURPRISE_FEATURES), config.head_hidden)
         head.load_state_dict(load_safetensors(path / "model.safetensors"))
-        return ProcessRewardModel(head.to(device), tokenizer, config, record, backbone=backbone)
+        head = head.to(device)
+        return ProcessRewardModel(
+            head, tokenizer, config, record, backbone=backbone, feature_cache=feature_cache
+        )
     model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32)
     model.to(device)
     return ProcessRewardModel(model, tokenizer, config, record)

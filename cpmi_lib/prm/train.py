@@ -41,7 +41,8 @@ from transformers import (
 from cpmi_lib.core.trajectory import Trajectory
 from cpmi_lib.prm.config import PRMConfig
 from cpmi_lib.prm.encoding import IGNORE_INDEX, PRMCollator, build_prm_features, step_spans
-from cpmi_lib.prm.features import FeatureCollator, StepHead, step_features
+from cpmi_lib.prm.feature_cache import cached_step_features
+from cpmi_lib.prm.features import FeatureCollator, StepHead
 from cpmi_lib.prm.model import (
     BACKBONE_DIR,
     PRM_FILE,
@@ -163,7 +164,9 @@ def load_backbone(
     return model
 
 
-def _surprise_rows(lm: PreTrainedModel, rows: list[dict[str, list]]) -> list[dict[str, Any]]:
+def _surprise_rows(
+    lm: PreTrainedModel, rows: list[dict[str, list]], cache: str | os.PathLike[str] | None
+) -> list[dict[str, Any]]:
     """Token-level PRM rows → per-step feature rows ``{"features": [S, D], "labels": [S]}``."""
     spans = [
         step_spans(
@@ -173,7 +176,7 @@ def _surprise_rows(lm: PreTrainedModel, rows: list[dict[str, list]]) -> list[dic
         )
         for r in rows
     ]
-    features = step_features(lm, spans)
+    features = cached_step_features(lm, spans, cache_dir=cache)
     return [
         {"features": f, "labels": [y for y in r["labels"] if y != IGNORE_INDEX]}
         for f, r in zip(features, rows, strict=True)
@@ -188,13 +191,16 @@ def train_prm(
     cfg: PRMConfig,
     *,
     progress: bool = False,
+    feature_cache: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train a PRM on (trajectory, raw per-step scores) pairs and save it to `out_dir`.
 
     The scores become targets through ``make_target_transform(cfg.target, **cfg.target_params)``,
     fitted on the TRAINING scores only and applied to train and dev alike; the fitted transform is
     stored in `prm.json` (and `cfg.target_params` completed with its parameters), so a loaded PRM
-    knows what its targets meant. Deterministic for a seed on the same machine.
+    knows what its targets meant. Deterministic for a seed on the same machine. A surprise head
+    reads its frozen backbone's features through `feature_cache` when one is given
+    (`cached_step_features`: the same features, computed once).
     """
     if not train or not dev:
         raise ValueError(
@@ -212,7 +218,7 @@ def train_prm(
         torch.set_num_threads(cfg.threads)
     try:
         # a hub id stays a string: Path would turn "org/name" into an OS path on Windows
-        return _train(str(backbone), train, dev, out, cfg, transform, progress)
+        return _train(str(backbone), train, dev, out, cfg, transform, progress, feature_cache)
     finally:
         torch.set_num_threads(threads)  # the thread count is process-wide: give it back
 
@@ -225,6 +231,7 @@ def _train(
     cfg: PRMConfig,
     transform: TargetTransform,
     progress: bool,
+    feature_cache: str | os.PathLike[str] | None,
 ) -> TrainResult:
     tokenizer = load_prm_tokenizer(backbone)
     enc = (cfg.template, cfg.separator, cfg.max_length)
@@ -237,8 +244,8 @@ def _train(
     collator: Any
     if cfg.head == "surprise":
         frozen_lm = load_causal_lm(backbone, tokenizer)
-        train_rows = _surprise_rows(frozen_lm, train_rows)
-        dev_rows = _surprise_rows(frozen_lm, dev_rows)
+        train_rows = _surprise_rows(frozen_lm, train_rows, feature_cache)
+        dev_rows = _surprise_rows(frozen_lm, dev_rows, feature_cache)
         set_seed(cfg.seed)
         model = StepHead(train_rows[0]["features"].shape[1], cfg.head_hidden)
         model.fit_scaler([r["features"] for r in train_rows])

@@ -36,7 +36,6 @@ from cpmi_lib.experiment.stages import Experiment
 from cpmi_lib.labeling.label_results import read_labels, total_costs
 from cpmi_lib.labeling.position import cross_fit_scores
 from cpmi_lib.labeling.wrong_answers import UndefinedAUROC, wrong_answer_auroc
-from cpmi_lib.prm.model import load_prm
 from cpmi_lib.report import claims
 from cpmi_lib.report.headline import Headline, put_entry
 from cpmi_lib.studies.instrument import label_scores
@@ -123,7 +122,7 @@ def source_record(source: Source, benchmark: str) -> dict[str, Any]:
 
 
 def _scorer(source: Source) -> StepScorer:
-    return load_prm(source.exp.train(source.prm))
+    return source.exp.load_prm(source.prm)
 
 
 def surprise_record(exp: Experiment, benchmark: str) -> dict[str, Any]:

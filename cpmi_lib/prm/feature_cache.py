@@ -1,0 +1,106 @@
+"""A disk cache of whole `step_features` calls, so a frozen backbone reads each set of
+trajectories once, however many PRMs score it.
+
+Why: every surprise-head PRM of an experiment carries the same frozen backbone, and each one
+scores the same Best-of-N pools and benchmarks, and trains on the same trajectories as its
+siblings with other label sources. Computing the features is nearly all of a surprise PRM's
+prediction time (40 of 42 s for 2,400 trajectories on the developers' machine), so without the
+cache the default grid recomputes identical features for every PRM it trains.
+
+The key is the whole call: a fingerprint of the backbone's weights and config, the device, the
+torch thread count, the batch size and every span. A hit therefore returns exactly the tensors
+this call would compute (the same batches, in the same order, on the same machine), never those
+of another batch composition, so cached and uncached runs agree bit for bit. Files are written
+atomically; one that cannot be read or does not match the call is recomputed and replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from cpmi_lib.prm.features import StepSpans, step_features
+
+#: Bump when `step_features` computes something else for the same inputs.
+FEATURES_VERSION = 1
+
+
+def backbone_fingerprint(model: PreTrainedModel) -> str:
+    """sha256 of the model's config (without where it was loaded from) and of every parameter
+    and buffer (name, dtype, shape, bytes): two models with this fingerprint compute the same
+    features, wherever their copies live (each PRM directory holds its own)."""
+    config = {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def call_key(model: PreTrainedModel, spans: Sequence[StepSpans], batch_size: int) -> str:
+    """The cache key of ``step_features(model, spans, batch_size)`` in this process."""
+    device = next(model.parameters()).device
+    h = hashlib.sha256(
+        json.dumps(
+            {
+                "version": FEATURES_VERSION,
+                "backbone": backbone_fingerprint(model),
+                "device": device.type,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "batch_size": batch_size,
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    for s in spans:
+        h.update(json.dumps([s.input_ids, s.starts, s.ends]).encode())
+    return h.hexdigest()[:24]
+
+
+def _fits(features: object, spans: Sequence[StepSpans]) -> bool:
+    """Whether a loaded value has the call's shape: one tensor per span, one row per step."""
+    return (
+        isinstance(features, list)
+        and len(features) == len(spans)
+        and all(
+            isinstance(f, torch.Tensor) and f.ndim == 2 and f.shape[0] == len(s.starts)
+            for f, s in zip(features, spans, strict=True)
+        )
+    )
+
+
+def cached_step_features(
+    model: PreTrainedModel,
+    spans: Sequence[StepSpans],
+    batch_size: int = 32,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[torch.Tensor]:
+    """`step_features(model, spans, batch_size)`, read from `cache_dir` when this exact call
+    was made before (see the module docstring); without `cache_dir`, computed every time."""
+    if cache_dir is None or not spans:
+        return step_features(model, spans, batch_size)
+    path = Path(cache_dir) / f"features-{call_key(model, spans, batch_size)}.pt"
+    if path.is_file():
+        try:
+            features = torch.load(path, weights_only=True)
+        except Exception as exc:  # a damaged file is recomputed, never trusted
+            warnings.warn(f"{path}: unreadable ({exc}); recomputing", stacklevel=2)
+        else:
+            if _fits(features, spans):
+                return features
+            warnings.warn(f"{path}: does not match its call; recomputing", stacklevel=2)
+    features = step_features(model, spans, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(features, tmp)
+    os.replace(tmp, path)
+    return features
