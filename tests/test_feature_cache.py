@@ -111,6 +111,16 @@ def test_a_damaged_file_is_recomputed_and_replaced(backbone, spans, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_cache_that_cannot_be_written_still_gives_the_features(backbone, spans, tmp_path):
+    model, _ = backbone
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="not cached"):
+        got = cached_step_features(model, spans, 8, blocked / "features")
+    assert _same(got, step_features(model, spans, 8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
+
+
 SURPRISE = PRMConfig(
     head="surprise", head_hidden=8, lr=1e-2, epochs=2, batch_size=16, threads=1, target="truth"
 )
