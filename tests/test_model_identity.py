@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cpmi_lib.core import files
 from cpmi_lib.lm import identity
 from cpmi_lib.lm.identity import CACHE_SUFFIX, ModelIdentity, ModelIdentityError, model_identity
 
@@ -139,7 +140,7 @@ def test_an_unwritable_directory_still_works(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(identity.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     assert model_identity(model) == expected
     assert not (model / CACHE_SUFFIX).exists()
 

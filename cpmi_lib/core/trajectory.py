@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.records import RecordError, json_type, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -213,16 +214,17 @@ def first_error_from_labels(labels: list[bool]) -> int:
 
 def write_trajectories(path: str | os.PathLike[str], trajectories: Iterable[Trajectory]) -> int:
     """Write trajectories as JSONL (one record a line); return how many were written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)  # atomic: a reader never sees half a file
-    return n
+    written = 0
+
+    def write(tmp: Path) -> None:  # streamed: a large sample set is never one string
+        nonlocal written
+        with tmp.open("w", encoding="utf-8") as f:
+            for t in trajectories:
+                f.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
+                written += 1
+
+    write_atomically(path, write)  # a reader never sees half a file
+    return written
 
 
 def iter_trajectories(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cpmi_lib.core.answers import answers_equivalent
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.numbers import perturbations
 from cpmi_lib.core.trajectory import RecordError
 from cpmi_lib.data.loaders import load_gsm8k_problems
@@ -116,9 +117,4 @@ def write_processbench_file(
     rows = processbench_rows(gsm8k_file, n_problems, seed=seed)
     if not rows:
         raise ValueError(f"{gsm8k_file}: no problem could be made into benchmark rows")
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    tmp.replace(path)
-    return path
+    return write_atomically(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.trajectory import Trajectory
 from cpmi_lib.data.loaders import load_processbench
 from cpmi_lib.data.world_benchmark import to_processbench_rows
@@ -211,9 +212,7 @@ def write_processbench(
     card.unlink(missing_ok=True)
     for subset, items in subsets.items():
         rows = processbench_rows(items, generators[subset])
-        tmp = out / f"{subset}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(out / f"{subset}.jsonl")
+        write_atomically(out / f"{subset}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     card.write_text(dataset_card(list(subsets)))
     return out
 

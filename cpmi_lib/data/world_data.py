@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.records import RecordError, read_jsonl
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.data.world import Problem, WorldConfig, build_world
@@ -42,12 +43,7 @@ class WorldSpec:
 
 
 def write_problems(path: str | os.PathLike[str], problems: list[Problem]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for p in problems:
-            f.write(json.dumps(p.to_dict()) + "\n")
-    tmp.replace(path)
+    write_atomically(path, "".join(json.dumps(p.to_dict()) + "\n" for p in problems))
 
 
 def read_problems(path: str | os.PathLike[str]) -> list[Problem]:
@@ -101,10 +97,7 @@ def load_benchmark(world_dir: str | os.PathLike[str], split: str) -> dict[str, l
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def dataset_card(splits: list[str]) -> str:

@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories
 from cpmi_lib.data.natural_benchmark import (
     GENERATORS,
@@ -193,7 +194,7 @@ class BenchmarkStages:
                     **report.to_dict(),
                 }
             report_file = self.natural_dir / f"report-{split}.json"
-            report_file.write_text(json.dumps(reports, indent=2) + "\n")
+            write_atomically(report_file, json.dumps(reports, indent=2) + "\n")
             write_processbench(folder, subsets, names)
         return read_processbench(folder, generators)
 
@@ -253,8 +254,7 @@ class BenchmarkStages:
         # the synthetic benchmark's records keep the fields they always had
         tag = {} if benchmark == SYNTHETIC else {"benchmark": benchmark}
         result = {"prm": name, **tag, **evaluation.to_dict()}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+        write_atomically(out, json.dumps(result, indent=2))
         return result
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.trajectory import write_trajectories
 from cpmi_lib.experiment.config import ExperimentConfig
 from cpmi_lib.experiment.tracks import HubTrack
@@ -62,9 +63,5 @@ def write_shepherd(
 
 
 def write_records(out: Path, records: Sequence[dict[str, Any]]) -> None:
-    """JSON lines, written whole or not at all (through `<out>.partial`)."""
-    tmp = out.with_suffix(".partial")
-    with tmp.open("w") as f:
-        for r in records:
-            f.write(json.dumps(r, allow_nan=False) + "\n")
-    tmp.replace(out)
+    """JSON lines, written whole or not at all."""
+    write_atomically(out, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cpmi_lib.core.costs import Costs
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.labeling.runs import OutputRefused, lock_file
 
 __all__ = [
@@ -78,12 +79,10 @@ def check_outputs(out: Path, inputs: Sequence[Path], what: str = "the input file
 def write_costs(out: Path, costs: dict[str, Any]) -> Path:
     """Write the cost summary of label file `out` (whole or not at all); an OS error names it."""
     summary = costs_path(out)
-    tmp = summary.with_name(summary.name + f".{os.getpid()}.tmp")
+    text = json.dumps(costs, indent=2, allow_nan=False) + "\n"
     try:
-        tmp.write_text(json.dumps(costs, indent=2, allow_nan=False) + "\n")
-        tmp.replace(summary)
+        write_atomically(summary, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(summary)) from None
     return summary
 

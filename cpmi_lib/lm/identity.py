@@ -19,13 +19,15 @@ reused only while size and mtime_ns still match. An unwritable directory just go
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from cpmi_lib.core.files import write_atomically
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 TOKENIZER_FILES = (
@@ -89,7 +91,8 @@ def _file_digests(files: dict[str, Path], cache_file: Path) -> dict[str, str]:
         else:
             fresh[name] = {**key, "sha256": _sha256_file(path)}
     if fresh != cache:
-        _write_atomically(cache_file, json.dumps(fresh, indent=1, sort_keys=True))
+        with contextlib.suppress(OSError):  # an unwritable place only costs rehashing
+            write_atomically(cache_file, json.dumps(fresh, indent=1, sort_keys=True))
     return {name: str(entry["sha256"]) for name, entry in fresh.items()}
 
 
@@ -99,20 +102,6 @@ def _combine(digests: dict[str, str], names: list[str]) -> str:
     for name in sorted(names):
         combined.update(f"{name}\0{digests[name]}\n".encode())
     return f"sha256:{combined.hexdigest()}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and `os.replace`; an unwritable place is silently skipped."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o644)  # mkstemp makes it private; other users of the model may read it
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _directory_identity(path: Path, shown: str) -> ModelIdentity:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.prm.features import StepSpans, step_features
 
 #: Bump when `step_features` computes something else for the same inputs.
@@ -101,13 +102,8 @@ def cached_step_features(
                 return features
             warnings.warn(f"{path}: does not match its call; recomputing", stacklevel=2)
     features = step_features(model, spans, batch_size)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(features, tmp)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: torch.save(features, tmp))
     except OSError as exc:  # a cache is a saving, not a requirement
         warnings.warn(f"{path}: not cached ({exc})", stacklevel=2)
-        if tmp.exists():
-            tmp.unlink()
     return features

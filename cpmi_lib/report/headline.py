@@ -17,7 +17,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.report.claims import Claim
 
 FILENAME = "headline.json"
@@ -210,18 +210,7 @@ def record_headline(
         merged = read_headline(path) if path.exists() else {}
         merged.update(new)
         text = dumps_headline(merged)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=folder, prefix=f".{FILENAME}.", suffix=".tmp", delete=False
-        ) as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        try:
-            os.chmod(tmp.name, 0o644)
-            os.replace(tmp.name, path)
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
+        write_atomically(path, text, sync=True)
     finally:
         os.close(fd)  # releases the lock
     return path

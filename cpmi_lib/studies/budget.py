@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cpmi_lib.core.costs import CostMeter
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.experiment.config import SAMPLE_BATCH
 from cpmi_lib.experiment.samples import sample_config, write_records
@@ -112,7 +113,7 @@ def budget_plan(exp: Experiment) -> dict[str, Any]:
     # the extra set and its labels, then the plan: the plan is the commit
     write_trajectories(exp.budget_dir / "policy-extra.jsonl", [u["traj"] for u in used])
     write_records(exp.budget_dir / "labels-cpmi-extra.jsonl", [u["record"] for u in used])
-    out.write_text(json.dumps(plan, indent=2, allow_nan=False) + "\n")
+    write_atomically(out, json.dumps(plan, indent=2, allow_nan=False) + "\n")
     return plan
 
 
@@ -209,7 +210,7 @@ def _round(
         "sampling_seconds": meter.costs.wall_seconds,
         "sampling_costs": asdict(meter.costs),
     }
-    meta_path.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+    write_atomically(meta_path, json.dumps(meta, indent=2, allow_nan=False) + "\n")
     write_trajectories(path, trajs)
     return trajs, meta
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.eval.best_of_n import compare
 from cpmi_lib.experiment.config import Labeler
 from cpmi_lib.experiment.stages import BUDGET, Experiment, ExperimentConfig, parse_prm_name
@@ -105,7 +106,7 @@ def measure_labeler(
         "quality": json.loads(train.to_json(orient="records")),
         "seconds_per_step": seconds,
     }
-    out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    write_atomically(out, json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result
 
 
