@@ -37,7 +37,7 @@ def write_samples(
     file is written then, so nothing downstream runs on them). `model` names the policy."""
     trajs = sample_solutions(*lm, problems, cfg)
     report = ParseReport.of(len(problems), cfg.n, trajs)
-    out.with_suffix(".parse.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    write_atomically(out.with_suffix(".parse.json"), json.dumps(asdict(report), indent=2) + "\n")
     why = report.refusals()
     if why:
         raise ValueError(f"{what}: " + "; ".join(why) + f" (model {model})")
@@ -58,7 +58,7 @@ def write_shepherd(
     else:  # extra: the train side after the base set
         first, n, side = n_train * spp, extra_problems * spp, "train"
     trajs, report = track.prm_data(side, first, n)
-    out.with_suffix(".parse.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_atomically(out.with_suffix(".parse.json"), json.dumps(report, indent=2) + "\n")
     write_trajectories(out, trajs)
 
 

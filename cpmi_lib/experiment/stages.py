@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from cpmi_lib.core.costs import Costs
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.paths import cache_root
 from cpmi_lib.core.trajectory import Trajectory, read_trajectories, write_trajectories
 from cpmi_lib.eval.best_of_n import best_of_n_curves, full_pools
@@ -102,7 +103,7 @@ class Experiment(ReadPrompts, BenchmarkStages):
         self.dir = root / f"prm-{cfg.key()}"  # PRMs and their evaluations
         self.label_dir.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_atomically(self.dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
         self.track: Track = make_track(cfg.hub, cfg.world, cfg.lm, cache, cfg.prm_lm, cfg.labeler)
 
     # ------------------------------------------------------------------ inputs

@@ -37,6 +37,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from cpmi_lib.core.files import write_atomically
+
 log = logging.getLogger(__name__)
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -267,7 +269,7 @@ def convert_gguf(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    marker.write_text(json.dumps(signature))
+    write_atomically(marker, json.dumps(signature))
     return out
 
 

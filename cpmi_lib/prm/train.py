@@ -38,6 +38,7 @@ from transformers import (
     set_seed,
 )
 
+from cpmi_lib.core.files import write_atomically
 from cpmi_lib.core.trajectory import Trajectory
 from cpmi_lib.prm.config import PRMConfig
 from cpmi_lib.prm.encoding import IGNORE_INDEX, PRMCollator, build_prm_features, step_spans
@@ -340,7 +341,7 @@ def _train(
     # under DDP every rank has restored the best checkpoint before rank 0 may delete it
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:  # under DDP: rank 0 alone writes, as save_model does
-        (out / PRM_FILE).write_text(json.dumps(record, indent=2, default=str))
+        write_atomically(out / PRM_FILE, json.dumps(record, indent=2, default=str))
         if not cfg.keep_checkpoints:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
     result.model = ProcessRewardModel(trainer.model, tokenizer, cfg, record, backbone=frozen_lm)
