@@ -10,7 +10,7 @@ import pytest
 
 from cpmi_lib import cli
 from cpmi_lib.lm import default_lm, shipped
-from cpmi_lib.lm.default_lm import ensure_default_lm
+from cpmi_lib.lm.default_lm import ContinuedLMConfig, ensure_default_lm
 
 
 @pytest.fixture()
@@ -78,3 +78,21 @@ def test_verify_and_ship_commands(models, tiny_lm_dir, tmp_path, capsys, monkeyp
     cli.main(["ship-models", "--cache", str(cache)])
     assert "shipped 1 LM(s)" in capsys.readouterr().out
     assert set(shipped.read_manifest()) == {tiny_lm_dir.name, "continued-lm-c0123456789a"}
+
+
+def test_every_lm_of_the_default_grid_is_shipped():
+    """`make reproduce` trains no LM: each LM the default grid uses (policy, PRM backbone, the
+    labeler axis, the natural benchmark's generators) has a checkpoint in the manifest, under the
+    name its config gives its cache directory. A recipe change that forgets `ship-models` fails."""
+    from benchmarks.bench_lm_training import grid_lms
+    from cpmi_lib.lm.shipped import read_manifest
+
+    lms = grid_lms("default")
+    assert {"policy", "prm backbone", "generator weak"} <= set(lms)
+    shipped = {name.rsplit("-", 1)[1]: name for name in read_manifest()}
+    assert {role: lm.key() in shipped for role, lm in lms.items()} == dict.fromkeys(lms, True)
+    kinds = {role: shipped[lm.key()].split("-lm-")[0] for role, lm in lms.items()}
+    assert kinds == {
+        role: "continued" if isinstance(lm, ContinuedLMConfig) else "default"
+        for role, lm in lms.items()
+    }
