@@ -4,8 +4,9 @@ The committed CIs resample problems; they do not cover the training of the model
 the notebooks that record headline numbers (`HEADLINE_NOTEBOOKS`) with other seeds of everything
 trained or sampled (world LM, PRM backbone LM, policy samples, PRMs; the world, its problems and
 benchmarks stay the same), each into its preset's folder (`Preset.root`), and sets every
-`results/headline.json` number of the committed run (seed 0) next to its spread across seeds:
-mean, standard deviation, min, max, and how many seeds fall inside the committed CI.
+`results/headline.json` number of the committed run (seed 0), and the natural-benchmark F1 of every
+source of the decisive table, next to its spread across seeds: mean, standard deviation, min, max,
+and how many seeds fall inside the committed CI.
 
 Run: ``python -m cpmi_lib seeds`` (or ``make seeds``; not part of ``make reproduce``: each seed
 retrains both LMs and relabels, nearly as long as ``make reproduce`` itself). ``--no-run`` only
@@ -31,6 +32,7 @@ from tabulate import tabulate
 from cpmi_lib.core.paths import REPO
 from cpmi_lib.experiment.presets import PRESETS, SEED_PRESETS
 from cpmi_lib.report.headline import FILENAME, Headline, read_headline
+from cpmi_lib.report.results_decisive import table_f1_headlines
 
 #: The notebooks that record `results/headline.json` numbers: a seed runs only these (they train
 #: and sample everything the headline needs through the experiment's cache), not the whole grid.
@@ -94,10 +96,16 @@ def spread_markdown(rows: list[dict[str, Any]]) -> str:
     return tabulate(body, headers=[*cols, "seeds in CI"], tablefmt="github", disable_numparse=True)
 
 
+def _with_table_f1(results: Path) -> dict[str, Headline]:
+    """A run's headline numbers and the natural-benchmark F1 of the decisive table's sources
+    that have no headline name (`table_f1_headlines`)."""
+    return read_headline(results / FILENAME) | table_f1_headlines(results)
+
+
 def aggregate(committed_root: Path, seed_roots: Mapping[int, Path], out_dir: Path) -> pd.DataFrame:
     """Read the headline files, write ``seeds.{json,md}`` to `out_dir`, return the table."""
-    committed = read_headline(committed_root / "results" / FILENAME)
-    reruns = {s: read_headline(root / "results" / FILENAME) for s, root in seed_roots.items()}
+    committed = _with_table_f1(committed_root / "results")
+    reruns = {s: _with_table_f1(root / "results") for s, root in seed_roots.items()}
     rows = spread_rows(committed, reruns)
     table = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,15 @@ def test_the_results_readme_leads_with_it_only_when_there(tmp_path):
     text = write_results_readme(results, figures, "default").read_text()
     assert text.index("## The decisive comparison") < text.index("## Every claim")
     assert "**What this concludes about CPMI**" in text
+
+
+def test_every_lead_source_has_a_seed_spread_name():
+    """The lead table's "across seeds" cell of each source reads one name of `seeds.json`: its
+    headline name where the notebook records one, else the name `seeds` gives its table F1."""
+    from cpmi_lib.report.results_decisive import LEAD_SOURCES, natural_f1_name
+
+    names = {source: natural_f1_name(source) for source in LEAD_SOURCES}
+    assert names["best cpmi"] == "natural_best_cpmi_prm_f1"  # a declared headline name
+    assert names["cpmi"] == "natural_cpmi_prm_f1"
+    assert names["cpmi no own answer"] == "natural_cpmi_no_own_answer_prm_f1"
+    assert len(set(names.values())) == len(names)

@@ -169,3 +169,35 @@ def test_results_readme_of_a_run_without_the_instrument_keeps_the_prm_table_rows
     row = "| real GSM8K: Best-of-4 by CPMI (min step) | — | 0.400 [0.300, 0.500] (n = 10) |"
     assert row in text
     assert "**Real text.**" in text and "Sensitivity" not in text
+
+
+def _decisive_table(root, f1s: dict[str, float]) -> None:
+    """A `decisive` table of natural-benchmark rows (and one synthetic row to ignore)."""
+    rows = [
+        {"source": s, "benchmark": "natural", "f1": f, "f1_ci": json.dumps([f - 0.05, f + 0.05])}
+        | {"items": 600}
+        for s, f in f1s.items()
+    ]
+    rows.append({"source": "cpmi", "benchmark": "synthetic", "f1": 0.1, "f1_ci": "[0, 0.2]"})
+    rows[-1]["items"] = 300
+    (root / "results" / "tables").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(root / "results" / "tables" / "decisive.csv", index=False)
+
+
+def test_sources_without_a_headline_name_are_spread_from_the_decisive_table(tmp_path):
+    """The lead table's rows that the notebook records no headline for (the policy labeler's
+    CPMI, the best labeler's MC) get their seed spread from each seed's decisive table; a source
+    with a headline name keeps the headline's number, and a source a run did not score is left
+    out of that run, not read as a number."""
+    committed, one = tmp_path / "c", tmp_path / "s1"
+    record_headline(committed / "results", {"natural_mc_prm_f1": Headline(0.76, (0.7, 0.8), 600)})
+    record_headline(one / "results", {"natural_mc_prm_f1": Headline(0.75, (0.7, 0.8), 600)})
+    _decisive_table(committed, {"cpmi": 0.31, "best mc": 0.77, "mc": 0.5})
+    _decisive_table(one, {"cpmi": 0.25, "best mc": float("nan"), "mc": 0.5})
+    table = seeds.aggregate(committed, {1: one}, tmp_path / "out").set_index("name")
+    assert table.loc["natural_cpmi_prm_f1", "values"] == {"0": 0.31, "1": 0.25}
+    assert table.loc["natural_cpmi_prm_f1", "committed CI"] == pytest.approx([0.26, 0.36])
+    assert table.loc["natural_cpmi_prm_f1", "in committed CI"] == 1
+    assert table.loc["natural_best_mc_prm_f1", "values"] == {"0": 0.77}
+    assert table.loc["natural_mc_prm_f1", "values"] == {"0": 0.76, "1": 0.75}  # the headline's
+    assert "natural_synthetic_cpmi_prm_f1" not in table.index

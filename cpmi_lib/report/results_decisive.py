@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from cpmi_lib.report.claims_decisive import NATURAL_F1
+from cpmi_lib.report.headline import Headline
 
 #: The sources of the lead table, in order, with the name a reader knows them by.
 LEAD_SOURCES = {
@@ -54,6 +55,30 @@ def _spread(seeds: dict[str, dict[str, Any]], name: str) -> str:
     return f"{mean:.3f} ({min(values):.3f}–{max(values):.3f}, {len(values)} seeds)"
 
 
+def natural_f1_name(source: str) -> str:
+    """The name of a source's natural-benchmark F1 in `results/seeds.json`: its headline name,
+    or ``natural_<source>_prm_f1`` for a source the decisive notebook records no headline for
+    (`table_f1_headlines` reads those from its table)."""
+    claim = NATURAL_F1.get(source)
+    return claim.name if claim else f"natural_{source.replace(' ', '_')}_prm_f1"
+
+
+def table_f1_headlines(results: Path) -> dict[str, Headline]:
+    """The natural-benchmark F1 of every source of ``tables/decisive.csv`` without a headline
+    name, as headline entries (`natural_f1_name`), so that `seeds` spreads the whole lead table
+    across seeds and not only the recorded rows; {} without the table."""
+    path = results / "tables" / "decisive.csv"
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path)
+    rows = table[(table["benchmark"] == "natural") & ~table["source"].isin(list(NATURAL_F1))]
+    rows = rows[rows["f1"].notna() & rows["f1_ci"].notna()]  # a source this run did not score
+    return {
+        natural_f1_name(r.source): Headline(float(r.f1), tuple(json.loads(r.f1_ci)), int(r.items))
+        for r in rows.itertuples()
+    }
+
+
 def decisive_lead(results: Path) -> list[str]:
     """The lead section's lines, or none when the `decisive` notebook has not written its
     tables (the smoke grids, a hub run)."""
@@ -86,10 +111,9 @@ def decisive_lead(results: Path) -> list[str]:
         syn = synthetic.loc[key] if key in synthetic.index else None
         row = nat if nat is not None else syn
         bon = _ci(row.get(bon_col), row.get(f"{bon_col}_ci")) if bon_col else "–"
-        claim = NATURAL_F1.get(key)  # the sources with a natural-F1 headline have seed spreads
         lines.append(
             f"| {label} | {_ci(nat['f1'], nat['f1_ci']) if nat is not None else '–'} | "
-            f"{_spread(seeds, claim.name) if claim else '–'} | "
+            f"{_spread(seeds, natural_f1_name(key))} | "
             f"{_ci(syn['f1'], syn['f1_ci']) if syn is not None else '–'} | {bon} | "
             f"{_seconds(row.get('labeling_seconds'))} |"
         )
