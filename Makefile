@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce reproduce-from-scratch seeds test venv lint bench clean
+.PHONY: reproduce reproduce-from-scratch seeds test venv lint bench bench-lms clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_labeling
 	$(PY) -m benchmarks.bench_mc
 	$(PY) -m benchmarks.bench_sampling
+
+# Not part of bench (about 40 min): every LM of the default grid trained from scratch, what
+# reproduce-from-scratch adds (results/benchmarks/lm_training.md)
+bench-lms: $(STAMP)
+	$(PY) -m benchmarks.bench_lm_training
 
 clean:
 	rm -rf $(VENV) .cache

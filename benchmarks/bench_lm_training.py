@@ -1,7 +1,7 @@
 """What `make reproduce-from-scratch` adds to `make reproduce`: every LM of the grid trained anew.
 
-Run: ``.venv/bin/python -m benchmarks.bench_lm_training`` (about an hour on 2 CPU cores; not part
-of ``make bench``). In an empty temporary cache, with ``CPMI_FROM_SCRATCH=1`` so that no shipped
+Run: ``make bench-lms`` (``.venv/bin/python -m benchmarks.bench_lm_training``; 40 min on 2 CPU
+cores, so not part of ``make bench``). In an empty temporary cache, with ``CPMI_FROM_SCRATCH=1`` so that no shipped
 checkpoint is used, it trains every LM the preset's grid uses, in the order the grid first needs
 them: the policy, the PRM backbone, the labeler axis's LMs, the natural benchmark's generators.
 It writes ``results/benchmarks/lm_training.{json,md}``: each LM's training seconds as `train_lm`
