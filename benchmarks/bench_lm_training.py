@@ -1,9 +1,10 @@
 """What `make reproduce-from-scratch` adds to `make reproduce`: every LM of the grid trained anew.
 
 Run: ``make bench-lms`` (``.venv/bin/python -m benchmarks.bench_lm_training``; 40 min on 2 CPU
-cores, so not part of ``make bench``). In an empty temporary cache, with ``CPMI_FROM_SCRATCH=1`` so that no shipped
-checkpoint is used, it trains every LM the preset's grid uses, in the order the grid first needs
-them: the policy, the PRM backbone, the labeler axis's LMs, the natural benchmark's generators.
+cores, so not part of ``make bench``). In an empty temporary cache, with ``CPMI_FROM_SCRATCH=1``
+so that no shipped checkpoint is used, it trains every LM the preset's grid uses, in the order
+the grid first needs them: the policy, the PRM backbone, the labeler axis's LMs, the natural
+benchmark's generators.
 It writes ``results/benchmarks/lm_training.{json,md}``: each LM's training seconds as `train_lm`
 records them, the total, the last full grid's seconds (``results/timings.json``) and their sum,
 the from-scratch time by its parts; and, per LM, whether its weights are bitwise the shipped
