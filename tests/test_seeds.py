@@ -201,3 +201,18 @@ def test_sources_without_a_headline_name_are_spread_from_the_decisive_table(tmp_
     assert table.loc["natural_best_mc_prm_f1", "values"] == {"0": 0.77}
     assert table.loc["natural_mc_prm_f1", "values"] == {"0": 0.76, "1": 0.75}  # the headline's
     assert "natural_synthetic_cpmi_prm_f1" not in table.index
+
+
+def test_a_table_f1_of_an_earlier_committed_run_is_called_stale(tmp_path):
+    """The names `seeds` reads from the decisive table are checked against this run's table as
+    the headline names are against its headline file: a new committed table makes the README say
+    the spreads are an earlier run's."""
+    committed, results = tmp_path / "c", tmp_path / "c" / "results"
+    record_headline(results, {"natural_mc_prm_f1": Headline(0.76, (0.7, 0.8), 600)})
+    _decisive_table(committed, {"cpmi": 0.31})
+    seeds.aggregate(committed, {}, results)
+    text = write_results_readme(results, tmp_path / "figures", "default").read_text()
+    assert "| natural_cpmi_prm_f1 |" in text and "earlier committed run" not in text
+    _decisive_table(committed, {"cpmi": 0.42})  # a new committed run, seeds not rerun
+    text = write_results_readme(results, tmp_path / "figures", "default").read_text()
+    assert "made against an earlier committed run" in text and "`natural_cpmi_prm_f1`" in text

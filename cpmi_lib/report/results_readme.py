@@ -17,7 +17,7 @@ from cpmi_lib.report import claims as C
 from cpmi_lib.report.claims import Claim, Family
 from cpmi_lib.report.headline import FILENAME as HEADLINE_FILE
 from cpmi_lib.report.headline import Headline, read_headline
-from cpmi_lib.report.results_decisive import decisive_lead
+from cpmi_lib.report.results_decisive import decisive_lead, table_f1_headlines
 
 
 def _fmt_ci(x: float, lo: float | None, hi: float | None) -> str:
@@ -59,7 +59,8 @@ def write_results_readme(
         lines += _instrument_notes(headline)
         if (results / "seeds.json").exists():
             seed_rows = json.loads((results / "seeds.json").read_text())
-            lines += _seed_notes(seed_rows, headline)
+            # every name `seeds` spread, the decisive table's F1 too, is checked against this run
+            lines += _seed_notes(seed_rows, headline | table_f1_headlines(results))
     lines += timing_rows(results)
     lines += ["", "## Tables", ""]
     lines += [f"- [`{p.stem}`](tables/{p.name})" for p in sorted(tables.glob("*.md"))]
