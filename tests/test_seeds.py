@@ -213,6 +213,9 @@ def test_a_table_f1_of_an_earlier_committed_run_is_called_stale(tmp_path):
     seeds.aggregate(committed, {}, results)
     text = write_results_readme(results, tmp_path / "figures", "default").read_text()
     assert "| natural_cpmi_prm_f1 |" in text and "earlier committed run" not in text
+    # called what it is: a table's F1, not a headline number
+    assert "not in `headline.json` (1, e.g. `natural_cpmi_prm_f1`)" in text
+    assert "| headline number |" not in text
     _decisive_table(committed, {"cpmi": 0.42})  # a new committed run, seeds not rerun
     text = write_results_readme(results, tmp_path / "figures", "default").read_text()
     assert "made against an earlier committed run" in text and "`natural_cpmi_prm_f1`" in text
