@@ -36,6 +36,7 @@ from traitlets.config import Config
 
 from cpmi_lib.core.paths import NOTEBOOKS, REPO
 from cpmi_lib.experiment.presets import PRESET_NAMES, PRESETS
+from cpmi_lib.lm.shipped import from_scratch
 from cpmi_lib.report.headline import FILENAME as HEADLINE_FILE
 from cpmi_lib.report.headline import (
     HeadlineError,
@@ -128,6 +129,7 @@ def run_grid(preset: str, root: Path | None = None, only: list[str] | None = Non
     executed = []
     stages = [name for name in known if not only or name in only]
     last = read_timings(root)  # the last full run's seconds, for the estimate of what is left
+    plus_lms = from_scratch() and not timed_from_scratch(root)
     seconds: dict[str, float] = {}
     grid_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cpmi-") as sockets:  # the kernels' IPC sockets
@@ -135,7 +137,7 @@ def run_grid(preset: str, root: Path | None = None, only: list[str] | None = Non
             out = out_dir / f"{name}.ipynb"
             start = time.perf_counter()
             stage = f"[grid:{preset} {i}/{len(stages)}] {name}"
-            left = remaining(last, stages[i - 1 :])
+            left = remaining(last, stages[i - 1 :], plus_lms)
             print(f"{stage} ... (elapsed {format_elapsed(start - grid_start)}{left})", flush=True)
             try:
                 papermill.execute_notebook(
@@ -181,11 +183,23 @@ def read_timings(root: Path) -> dict[str, float]:
         return {}
 
 
-def remaining(last: dict[str, float], stages: list[str]) -> str:
-    """``, about 12m left`` from the last full run's seconds of `stages`; "" when unknown."""
+def timed_from_scratch(root: Path) -> bool:
+    """Whether the last full run into `root` retrained its LMs (``from_scratch`` in
+    ``results/timings.json``; a record without it was made from the shipped checkpoints)."""
+    try:
+        return json.loads((root / "results" / TIMINGS_FILE).read_text()).get("from_scratch") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def remaining(last: dict[str, float], stages: list[str], plus_lms: bool = False) -> str:
+    """``, about 12m left`` from the last full run's seconds of `stages`; "" when unknown.
+    `plus_lms`: this run trains LMs the last one read from ``models/`` (a from-scratch run after
+    a shipped one, as in a fresh clone), so the estimate says it leaves their training out."""
     if not last or any(name not in last for name in stages):
         return ""
-    return f", about {format_elapsed(sum(last[name] for name in stages))} left by the last run"
+    left = f", about {format_elapsed(sum(last[name] for name in stages))} left by the last run"
+    return left + (", plus LM training" if plus_lms else "")
 
 
 def write_timings(root: Path, preset: str, seconds: dict[str, float], total: float) -> Path:
@@ -195,6 +209,7 @@ def write_timings(root: Path, preset: str, seconds: dict[str, float], total: flo
         "preset": preset,
         "stages": seconds,
         "total_seconds": round(total, 1),
+        "from_scratch": from_scratch(),  # whether its seconds include training every LM
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

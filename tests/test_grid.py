@@ -359,6 +359,7 @@ def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(
     a full run drops a stale results/headline.json, `only` keeps it to merge into."""
     import cpmi_lib.report.results_readme
 
+    monkeypatch.delenv("CPMI_FROM_SCRATCH", raising=False)  # the full run below uses models/
     ran = []
     monkeypatch.setattr(grid.papermill, "execute_notebook", lambda nb, out, **kw: ran.append(out))
     monkeypatch.setattr(cpmi_lib.report.results_readme, "write_results_readme", lambda *args: None)
@@ -393,6 +394,18 @@ def test_the_grid_shows_one_progress_line_per_stage_and_starts_headline_afresh(
     # the next run estimates what is left from the last full run's seconds, stage by stage
     stages = {name: 60.0 * (i + 1) for i, name in enumerate(timings["stages"])}
     (tmp_path / "results" / "timings.json").write_text(json.dumps({**timings, "stages": stages}))
+    grid.run_grid("smoke", tmp_path, only=[grid.NOTEBOOKS[-1]])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(f", about {grid.format_elapsed(60.0 * n)} left by the last run)")
+    # a from-scratch run after a run from the shipped LMs: the estimate leaves LM training out
+    # and says so; after a from-scratch run, whose seconds include it, it does not need to
+    assert timings["from_scratch"] is False
+    monkeypatch.setenv("CPMI_FROM_SCRATCH", "1")
+    grid.run_grid("smoke", tmp_path, only=[grid.NOTEBOOKS[-1]])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("left by the last run, plus LM training)")
+    record = {**timings, "stages": stages, "from_scratch": True}
+    (tmp_path / "results" / "timings.json").write_text(json.dumps(record))
     grid.run_grid("smoke", tmp_path, only=[grid.NOTEBOOKS[-1]])
     first = capsys.readouterr().out.splitlines()[0]
     assert first.endswith(f", about {grid.format_elapsed(60.0 * n)} left by the last run)")
