@@ -174,22 +174,27 @@ def run_grid(preset: str, root: Path | None = None, only: list[str] | None = Non
 TIMINGS_FILE = "timings.json"
 
 
+def _timings_record(root: Path) -> dict[str, Any]:
+    """``results/timings.json`` of the last full run into `root`; {} if none or unreadable."""
+    try:
+        record = json.loads((root / "results" / TIMINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def read_timings(root: Path) -> dict[str, float]:
     """Seconds per stage of the last full run into `root` (``results/timings.json``; {} if none)."""
-    path = root / "results" / TIMINGS_FILE
     try:
-        return {k: float(v) for k, v in json.loads(path.read_text())["stages"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {k: float(v) for k, v in _timings_record(root)["stages"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
         return {}
 
 
 def timed_from_scratch(root: Path) -> bool:
     """Whether the last full run into `root` retrained its LMs (``from_scratch`` in
     ``results/timings.json``; a record without it was made from the shipped checkpoints)."""
-    try:
-        return json.loads((root / "results" / TIMINGS_FILE).read_text()).get("from_scratch") is True
-    except (OSError, ValueError, AttributeError):
-        return False
+    return _timings_record(root).get("from_scratch") is True
 
 
 def remaining(last: dict[str, float], stages: list[str], plus_lms: bool = False) -> str:
