@@ -37,6 +37,15 @@ FUNCTIONS: dict[str, str] = {
     "_bootstrap (cpmi_lib/core/intervals.py)": "bootstrap intervals",
 }
 
+#: A torch module's call: below an engine's frame, the seconds of its model's forward passes.
+FORWARD = "Module._wrapped_call_impl (torch/nn/modules/module.py)"
+#: The engines whose time the summary splits into forward passes and the rest.
+ENGINES = (
+    "packed_logprobs (cpmi_lib/lm/logprob.py)",
+    "mc_block (cpmi_lib/labeling/mc.py)",
+    "GenerationMixin.generate (transformers/generation/utils.py)",
+)
+
 
 def inclusive_seconds(lines: list[str], rate: float) -> tuple[float, Counter[str]]:
     """Total sampled seconds and, per function (line numbers dropped), the seconds of the
@@ -44,14 +53,29 @@ def inclusive_seconds(lines: list[str], rate: float) -> tuple[float, Counter[str
     per_function: Counter[str] = Counter()
     total = 0
     for line in lines:
-        stack, _, count = line.rstrip("\n").rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
+        frames, n = _frames(line)
         total += n
-        for name in {re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")}:
+        for name in set(frames):
             per_function[name] += n
     return total / rate, Counter({k: v / rate for k, v in per_function.items()})
+
+
+def _frames(line: str) -> tuple[list[str], int]:
+    """A raw line's frames (line numbers dropped) and its sample count; ([], 0) if empty."""
+    stack, _, count = line.rstrip("\n").rpartition(" ")
+    if not stack:
+        return [], 0
+    return [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")], int(count)
+
+
+def seconds_within(lines: list[str], rate: float, outer: str, inner: str) -> float:
+    """Seconds of the stacks in which `inner` is called (at any depth) below `outer`."""
+    n = 0
+    for line in lines:
+        frames, count = _frames(line)
+        if outer in frames and inner in frames[frames.index(outer) + 1 :]:
+            n += count
+    return n / rate
 
 
 def summary(lines: list[str], rate: float) -> str:
@@ -66,6 +90,15 @@ def summary(lines: list[str], rate: float) -> str:
     ]
     for s, f, what in rows:
         out.append(f"| {s:,.0f} | {s / total:.0%} | `{f.split(' ')[0]}` | {what} |")
+    out += [
+        "",
+        "| engine | seconds | of which forward passes | share |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for engine in ENGINES:
+        s, forward = seconds.get(engine, 0.0), seconds_within(lines, rate, engine, FORWARD)
+        share = f"{forward / s:.0%}" if s else "-"
+        out.append(f"| `{engine.split(' ')[0]}` | {s:,.0f} | {forward:,.0f} | {share} |")
     return "\n".join(out) + "\n"
 
 

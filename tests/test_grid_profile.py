@@ -1,6 +1,6 @@
 """The grid profile's summary: inclusive seconds per function, each stack counted once."""
 
-from benchmarks.grid_profile import inclusive_seconds, summary
+from benchmarks.grid_profile import inclusive_seconds, seconds_within, summary
 
 
 def test_inclusive_seconds_counts_a_recurring_function_once_per_stack():
@@ -25,3 +25,15 @@ def test_summary_orders_named_functions_by_seconds():
     assert "Sampled seconds in all: 40" in text
     assert text.index("`answer_deltas`") < text.index("`mc_block`")
     assert "| 30 | 75% | `answer_deltas`" in text
+
+
+def test_seconds_within_counts_only_calls_below_the_outer_frame():
+    lines = [
+        "k;packed_logprobs (x.py:1);Module._wrapped_call_impl (m.py:2) 6",
+        "k;Module._wrapped_call_impl (m.py:2);packed_logprobs (x.py:1) 3",  # above, not below
+        "k;packed_logprobs (x.py:5) 1",
+    ]
+    assert (
+        seconds_within(lines, 1.0, "packed_logprobs (x.py)", "Module._wrapped_call_impl (m.py)")
+        == 6
+    )
