@@ -46,6 +46,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_default_lm
 	$(PY) -m benchmarks.bench_labeling
+	$(PY) -m benchmarks.bench_packed_engine --baseline 663ae54
 	$(PY) -m benchmarks.bench_mc
 	$(PY) -m benchmarks.bench_sampling
 

@@ -85,6 +85,10 @@ def reference_logprobs(
     return out
 
 
+def _supports_logits_to_keep(model: torch.nn.Module) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
 class _Trie:
     """Token sequences merged on common prefixes; a parent's id is below its children's."""
 
@@ -94,9 +98,10 @@ class _Trie:
         self.depth: list[int] = []
         self._children: dict[tuple[int, int], int] = {}
 
-    def insert(self, tokens: Sequence[int]) -> list[int]:
-        """Node ids of the path spelling `tokens` (created where missing)."""
-        path, node = [], -1
+    def insert(self, tokens: Sequence[int], start: int = -1) -> list[int]:
+        """Node ids of the path spelling `tokens` below node `start` (-1: the root), created
+        where missing."""
+        path, node = [], start
         for tok in tokens:
             key = (node, tok)
             child = self._children.get(key)
@@ -114,8 +119,69 @@ class _Trie:
         return len(self.token)
 
 
-def _supports_logits_to_keep(model: torch.nn.Module) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+def _request_paths(trie: _Trie, requests: Sequence[ScoreRequest]) -> list[list[int]]:
+    """Each request's root-to-leaf node path. A context shared by several requests (one per
+    answer) is walked once; node ids come out as if every request were inserted whole, in order."""
+    context_paths: dict[tuple[int, ...], list[int]] = {}
+    paths = []
+    for r in requests:
+        context = context_paths.get(r.context)
+        if context is None:
+            context = context_paths[r.context] = trie.insert(r.context)
+        paths.append(context + trie.insert(r.target, start=context[-1]))
+    return paths
+
+
+def _pack_rows(
+    paths: Sequence[list[int]], order: Sequence[int], max_row_tokens: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Rows of node ids (each sorted and closed under ancestors) and the requests each scores:
+    requests in `order` fill a row until the next one's new nodes would overflow it.
+
+    A row holds whole root paths, so the nodes of a path already in it are a prefix of the
+    path: its new nodes are counted by a binary search instead of a membership test per node.
+    """
+    rows: list[list[int]] = []
+    members: list[list[int]] = []
+    current: set[int] = set()
+    current_members: list[int] = []
+    for i in order:
+        path = paths[i]
+        lo, hi = 0, len(path)  # the first node of the path not in the row
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if path[mid] in current:
+                lo = mid + 1
+            else:
+                hi = mid
+        if current and len(current) + len(path) - lo > max_row_tokens:
+            rows.append(sorted(current))
+            members.append(current_members)
+            current, current_members, lo = set(), [], 0
+        current.update(path[lo:])
+        current_members.append(i)
+    rows.append(sorted(current))
+    members.append(current_members)
+    return rows, members
+
+
+def _tree_mask(parent_col: np.ndarray) -> np.ndarray:
+    """(rows, width, width) booleans: a node sees itself and its ancestors, padding only itself.
+
+    `parent_col[b, j]` is the column of node j's parent in row b (-1: none). Ancestors are
+    reached by following parents, one level per step for every node of the batch at once.
+    """
+    n_rows, width = parent_col.shape
+    allowed = np.zeros((n_rows, width, width), dtype=bool)
+    allowed[:, np.arange(width), np.arange(width)] = True
+    row, col = np.nonzero(parent_col >= 0)
+    ancestor = parent_col[row, col]
+    while row.size:
+        allowed[row, col, ancestor] = True
+        ancestor = parent_col[row, ancestor]
+        deeper = ancestor >= 0
+        row, col, ancestor = row[deeper], col[deeper], ancestor[deeper]
+    return allowed
 
 
 @torch.no_grad()
@@ -134,23 +200,14 @@ def packed_logprobs(
     """
     check_lengths(model, requests)
     trie = _Trie()
-    paths = [trie.insert(r.context + r.target) for r in requests]
+    paths = _request_paths(trie, requests)
     # Requests in trie (lexicographic) order keep shared prefixes together in the same row.
     order = sorted(range(len(requests)), key=lambda i: requests[i].context + requests[i].target)
-    rows: list[list[int]] = []  # node ids of each row, each row closed under ancestors
-    members: list[list[int]] = []  # the requests each row scores
-    current: set[int] = set()
-    current_members: list[int] = []
-    for i in order:
-        n_new = sum(n not in current for n in paths[i])
-        if current and len(current) + n_new > max_row_tokens:
-            rows.append(sorted(current))
-            members.append(current_members)
-            current, current_members = set(), []
-        current.update(paths[i])
-        current_members.append(i)
-    rows.append(sorted(current))
-    members.append(current_members)
+    rows, members = _pack_rows(paths, order, max_row_tokens)
+    token = np.asarray(trie.token, dtype=np.int64)
+    parent = np.asarray(trie.parent, dtype=np.int64)
+    depth = np.asarray(trie.depth, dtype=np.int64)
+    column = np.full(len(trie), -1, dtype=np.int64)  # a node's column in the row being built
 
     results: list[torch.Tensor | None] = [None] * len(requests)
     device = _device(model)
@@ -165,40 +222,32 @@ def packed_logprobs(
         ):
             width = max(width, len(rows[end]))
             end += 1
-        batch_rows = rows[start:end]
-        n_rows = len(batch_rows)
+        n_rows = end - start
         input_ids = np.zeros((n_rows, width), dtype=np.int64)
         positions = np.zeros((n_rows, width), dtype=np.int64)
-        allowed = np.zeros((n_rows, width, width), dtype=bool)
-        keep = np.zeros((n_rows, width), dtype=bool)
-        wanted_rows: list[int] = []  # per scored target token: its row, position, request, index
-        wanted_pos: list[int] = []
-        wanted_req: list[int] = []
-        wanted_tok: list[int] = []
-        for b, row in enumerate(batch_rows):
-            index = {node: j for j, node in enumerate(row)}
-            input_ids[b, : len(row)] = [trie.token[n] for n in row]
-            positions[b, : len(row)] = [trie.depth[n] for n in row]
-            grid = allowed[b]
-            for j, node in enumerate(row):  # a node sees its parent's ancestors and itself
-                parent = trie.parent[node]
-                if parent >= 0:
-                    grid[j] = grid[index[parent]]
-                grid[j, j] = True
-            np.fill_diagonal(grid, True)  # padding sees only itself (no all-masked rows)
+        parent_col = np.full((n_rows, width), -1, dtype=np.int64)
+        wanted_row, wanted_col, scored = [], [], []  # per scored request: its logits' places
+        for b in range(n_rows):
+            row = np.asarray(rows[start + b], dtype=np.int64)
+            column[row] = np.arange(len(row))
+            input_ids[b, : len(row)] = token[row]
+            positions[b, : len(row)] = depth[row]
+            parents = parent[row]
+            parent_col[b, : len(row)] = np.where(parents >= 0, column[parents], -1)
             # the logits needed: at the parent of every scored target token
             for i in members[start + b]:
-                path, n_ctx = paths[i], len(requests[i].context)
-                for t in range(len(requests[i].target)):
-                    wanted_rows.append(b)
-                    wanted_pos.append(index[path[n_ctx + t - 1]])
-                    wanted_req.append(i)
-                    wanted_tok.append(t)
-        keep[wanted_rows, wanted_pos] = True
+                n_ctx, n_tgt = len(requests[i].context), len(requests[i].target)
+                wanted_col.append(column[paths[i][n_ctx - 1 : n_ctx + n_tgt - 1]])
+                wanted_row.append(np.full(n_tgt, b, dtype=np.int64))
+                scored.append(i)
+        rows_at, cols_at = np.concatenate(wanted_row), np.concatenate(wanted_col)
         mask = torch.zeros((n_rows, 1, width, width), dtype=dtype)
-        mask.masked_fill_(~torch.from_numpy(allowed)[:, None], torch.finfo(dtype).min)
-        keep_t = torch.from_numpy(keep)
-        kwargs = {"logits_to_keep": keep_t.to(device)} if use_keep else {}
+        mask.masked_fill_(
+            ~torch.from_numpy(_tree_mask(parent_col))[:, None], torch.finfo(dtype).min
+        )
+        keep = np.zeros((n_rows, width), dtype=bool)
+        keep[rows_at, cols_at] = True
+        kwargs = {"logits_to_keep": torch.from_numpy(keep).to(device)} if use_keep else {}
         logits = model(
             input_ids=torch.from_numpy(input_ids).to(device),
             attention_mask=mask.to(device),
@@ -212,19 +261,15 @@ def packed_logprobs(
             flat[keep] = np.arange(int(keep.sum()))
         else:
             flat = np.arange(n_rows * width, dtype=np.int64).reshape(n_rows, width)
-        rows_idx = torch.from_numpy(flat[wanted_rows, wanted_pos]).to(logits.device)
-        toks = torch.tensor(
-            [requests[i].target[t] for i, t in zip(wanted_req, wanted_tok, strict=True)],
-            device=logits.device,
-        )
+        rows_idx = torch.from_numpy(flat[rows_at, cols_at]).to(logits.device)
+        toks = torch.tensor([t for i in scored for t in requests[i].target], device=logits.device)
         picked = torch.log_softmax(logits[rows_idx].float(), dim=-1)
-        values = picked.gather(1, toks[:, None])[:, 0].cpu().tolist()
-        for i, t, v in zip(wanted_req, wanted_tok, values, strict=True):
-            if results[i] is None:
-                results[i] = torch.empty(len(requests[i].target))
-            results[i][t] = v  # type: ignore[index]
+        values = picked.gather(1, toks[:, None])[:, 0].cpu()
+        sizes = [len(requests[i].target) for i in scored]
+        for i, v in zip(scored, torch.split(values, sizes), strict=True):
+            results[i] = v.clone()
         if meter is not None:
-            meter.add_forward(sum(len(r) for r in batch_rows))
+            meter.add_forward(sum(len(r) for r in rows[start:end]))
         start = end
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
