@@ -4,6 +4,7 @@ through it are bit for bit those trained and scored without it."""
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import replace
 
@@ -143,3 +144,32 @@ def test_prms_through_the_cache_are_bitwise_those_without(tiny_lm_dir, world_tra
     # each PRM folder has its own copy of the backbone; they share the cached features
     assert load_prm(cold.path, feature_cache=cache).predict(trajs) == want
     assert load_prm(warm.path, feature_cache=cache).predict(trajs) == want
+
+
+def test_the_cache_keeps_the_recently_used_files_within_its_bound(
+    backbone, spans, tmp_path, monkeypatch
+):
+    model, _ = backbone
+    calls = [spans[:4], spans[4:8], spans[8:12]]
+    paths = [tmp_path / f"features-{call_key(model, c, 8)}.pt" for c in calls]
+    cached_step_features(model, calls[0], 8, tmp_path)
+    cached_step_features(model, calls[1], 8, tmp_path)
+    size = max(p.stat().st_size for p in paths[:2])
+    for age, path in enumerate(paths[:2]):  # call 0 is older than call 1 ...
+        os.utime(path, ns=(10**9 * (100 + age),) * 2)
+    cached_step_features(model, calls[0], 8, tmp_path)  # ... until a hit renews it
+    monkeypatch.setenv("CPMI_FEATURE_CACHE_BYTES", str(2 * size + size // 2))
+    got = cached_step_features(model, calls[2], 8, tmp_path)
+    assert _same(got, step_features(model, calls[2], 8))
+    assert [p.exists() for p in paths] == [True, False, True]  # the least recently used went
+    monkeypatch.setenv("CPMI_FEATURE_CACHE_BYTES", "0")  # the file just written always stays
+    cached_step_features(model, calls[1], 8, tmp_path)
+    assert [p.exists() for p in paths] == [False, True, False]
+
+
+def test_the_bound_must_be_a_whole_number_of_bytes(monkeypatch):
+    monkeypatch.setenv("CPMI_FEATURE_CACHE_BYTES", "4GB")
+    with pytest.raises(ValueError, match="CPMI_FEATURE_CACHE_BYTES"):
+        feature_cache.max_cache_bytes()
+    monkeypatch.delenv("CPMI_FEATURE_CACHE_BYTES")
+    assert feature_cache.max_cache_bytes() == feature_cache.DEFAULT_MAX_BYTES

@@ -14,6 +14,11 @@ this call would compute (the same batches, in the same order, on the same machin
 of another batch composition, so cached and uncached runs agree bit for bit. Files are written
 atomically; one that cannot be read or does not match the call is recomputed and replaced, and
 a cache that cannot be written costs a warning, never the features.
+
+The cache is bounded: after each write, the least recently used files (a hit renews a file's
+time) go until the folder holds at most ``CPMI_FEATURE_CACHE_BYTES`` (default 4 GiB, several
+times the default grid's 58 MB, since a paper preset's features are larger). Eviction only ever
+costs a recomputation.
 """
 
 from __future__ import annotations
@@ -33,6 +38,46 @@ from cpmi_lib.prm.features import StepSpans, step_features
 
 #: Bump when `step_features` computes something else for the same inputs.
 FEATURES_VERSION = 1
+#: The cache folder's size bound unless ``$CPMI_FEATURE_CACHE_BYTES`` says otherwise.
+DEFAULT_MAX_BYTES = 4 << 30
+
+
+def max_cache_bytes() -> int:
+    """The size bound: ``$CPMI_FEATURE_CACHE_BYTES`` (a whole number of bytes) or 4 GiB."""
+    value = os.environ.get("CPMI_FEATURE_CACHE_BYTES")
+    if value is None:
+        return DEFAULT_MAX_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ValueError(f"CPMI_FEATURE_CACHE_BYTES must be a whole number of bytes, got {value!r}")
+    return limit
+
+
+def evict(cache_dir: Path, max_bytes: int, keep: Path) -> list[Path]:
+    """Delete the least recently used feature files of `cache_dir` (never `keep`, the file
+    just written) until the folder's feature files hold at most `max_bytes`; the deleted paths.
+    A file another process removed first is simply gone."""
+    entries = []
+    for path in cache_dir.glob("features-*.pt"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((stat.st_mtime_ns, path.name, path, stat.st_size))
+    total = sum(size for *_, size in entries)
+    deleted = []
+    for _, _, path, size in sorted(entries):
+        if total <= max_bytes:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted
 
 
 def backbone_fingerprint(model: PreTrainedModel) -> str:
@@ -99,11 +144,21 @@ def cached_step_features(
             warnings.warn(f"{path}: unreadable ({exc}); recomputing", stacklevel=2)
         else:
             if _fits(features, spans):
+                _renew(path)
                 return features
             warnings.warn(f"{path}: does not match its call; recomputing", stacklevel=2)
     features = step_features(model, spans, batch_size)
     try:
         write_atomically(path, lambda tmp: torch.save(features, tmp))
+        evict(path.parent, max_cache_bytes(), keep=path)
     except OSError as exc:  # a cache is a saving, not a requirement
         warnings.warn(f"{path}: not cached ({exc})", stacklevel=2)
     return features
+
+
+def _renew(path: Path) -> None:
+    """Mark a file used now, so eviction takes it last."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still serves hits
+        pass
