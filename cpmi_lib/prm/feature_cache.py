@@ -16,8 +16,8 @@ atomically; one that cannot be read or does not match the call is recomputed and
 a cache that cannot be written costs a warning, never the features.
 
 The cache is bounded: after each write, the least recently used files (a hit renews a file's
-time) go until the folder holds at most ``CPMI_FEATURE_CACHE_BYTES`` (default 4 GiB, several
-times the default grid's 58 MB, since a paper preset's features are larger). Eviction only ever
+time) go until the folder holds at most ``CPMI_FEATURE_CACHE_BYTES`` (default 4 GiB, far above
+the default grid's 58 MB, since a paper preset's features are much larger). Eviction only ever
 costs a recomputation.
 """
 
@@ -136,6 +136,7 @@ def cached_step_features(
     was made before (see the module docstring); without `cache_dir`, computed every time."""
     if cache_dir is None or not spans:
         return step_features(model, spans, batch_size)
+    max_bytes = max_cache_bytes()  # a bad setting fails before any work, not after it
     path = Path(cache_dir) / f"features-{call_key(model, spans, batch_size)}.pt"
     if path.is_file():
         try:
@@ -150,7 +151,7 @@ def cached_step_features(
     features = step_features(model, spans, batch_size)
     try:
         write_atomically(path, lambda tmp: torch.save(features, tmp))
-        evict(path.parent, max_cache_bytes(), keep=path)
+        evict(path.parent, max_bytes, keep=path)
     except OSError as exc:  # a cache is a saving, not a requirement
         warnings.warn(f"{path}: not cached ({exc})", stacklevel=2)
     return features
