@@ -111,7 +111,7 @@ class _RoomyLayer(DynamicLayer):
         self._view()
 
 
-def _with_room(cache: DynamicCache, room: int) -> DynamicCache:
+def with_room(cache: DynamicCache, room: int) -> DynamicCache:
     """`cache` with every plain `DynamicLayer` made roomy (other layer kinds stay as they are)."""
     cache.layers = [
         _RoomyLayer(layer.keys, layer.values, room) if type(layer) is DynamicLayer else layer
@@ -120,7 +120,9 @@ def _with_room(cache: DynamicCache, room: int) -> DynamicCache:
     return cache
 
 
-def _padded_left(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows padded on the left to one width, and their attention mask: every prompt ends
+    where generation starts."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -163,7 +165,7 @@ def sample_continuations(
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     encoded = [tokenizer(p).input_ids for p in prompts]
-    ids, mask = _padded_left(encoded, _pad_id(tokenizer))
+    ids, mask = left_padded(encoded, _pad_id(tokenizer))
     ids, mask = ids.to(device), mask.to(device)
     out = model(
         input_ids=ids,
@@ -172,7 +174,7 @@ def sample_continuations(
         use_cache=True,
         logits_to_keep=1,
     )
-    cache = _with_room(out.cache, max_new_tokens)
+    cache = with_room(out.cache, max_new_tokens)
     cache.batch_repeat_interleave(n)
     logits = out.logits[:, -1, :].repeat_interleave(n, dim=0)
     mask = mask.repeat_interleave(n, dim=0)

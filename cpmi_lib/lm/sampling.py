@@ -25,7 +25,8 @@ from cpmi_lib.core.text_format import DEFAULT_TEMPLATE, render_prompt, split_sol
 from cpmi_lib.core.trajectory import Trajectory
 from cpmi_lib.data.world import Problem
 from cpmi_lib.data.world_grading import graded_trajectory
-from cpmi_lib.lm.rollouts import sample_continuations
+from cpmi_lib.lm.fast_generate import replays_generate, sample_like_generate
+from cpmi_lib.lm.rollouts import left_padded, sample_continuations
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ class SampleConfig:
     batch_size: int = 32
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
-    #: "generate": Hugging Face `generate`, one random stream per batch (what the committed
-    #: results were sampled with). "rows": the rollout engine (`cpmi_lib.lm.rollouts`), each prompt
+    #: "generate": Hugging Face `generate`'s samples, one random stream per batch (what the
+    #: committed results were sampled with; replayed token for token without computing finished
+    #: rows where `fast_generate.replays_generate` holds, else `generate` itself). "rows": the rollout engine (`cpmi_lib.lm.rollouts`), each prompt
     #: encoded once and a random stream per prompt (`prompt_seed`), so a solution does not depend
     #: on its batch; faster, but other samples than "generate" for the same seed.
     engine: str = "generate"
@@ -71,7 +73,8 @@ def generate_texts(
     """`cfg.n` completions per prompt, and the number of tokens generated in all.
 
     Batch b is seeded with `cfg.seed + b`; a batch holds whole prompts (all n samples of each).
-    Each prompt is processed once per returned sequence, and the meter counts it so. With
+    The meter counts `generate`'s work, each prompt once per returned sequence, however the
+    tokens were computed (`generate_batch`), so counts do not change with the implementation. With
     `part` (i, n) only the batches b with b % n == i are generated: the completions are those of
     the prompts `prompt_part` lists, in order.
     """
@@ -99,28 +102,11 @@ def generate_texts(
             generated += n_new
             continue
         encoded = [tokenizer(p).input_ids for p in prompts[start : start + per_batch]]
-        width = max(len(ids) for ids in encoded)
-        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, ids in enumerate(
-            encoded
-        ):  # left padding: every prompt ends where generation starts
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = left_padded(encoded, pad_id)
         torch.manual_seed(cfg.seed + b)
-        out = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            do_sample=not greedy,
-            temperature=None if greedy else cfg.temperature,
-            top_k=None if greedy else 0,
-            top_p=None,
-            num_return_sequences=cfg.n,
-            max_new_tokens=cfg.max_new_tokens,
-            pad_token_id=pad_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new = out[:, width:].cpu()
+        new = generate_batch(
+            model, input_ids.to(device), attention.to(device), cfg, pad_id, tokenizer.eos_token_id
+        ).cpu()
         n_new = int(generated_lengths(new, tokenizer.eos_token_id).sum())
         generated += n_new
         if meter is not None:
@@ -129,6 +115,46 @@ def generate_texts(
         for i in range(len(encoded)):
             outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
     return outputs, generated
+
+
+def generate_batch(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cfg: SampleConfig,
+    pad_id: int,
+    eos_id: int | None,
+    replay: bool | None = None,
+) -> torch.Tensor:
+    """The new tokens `generate` gives one left-padded batch (`cfg.n` rows a prompt), drawn from
+    the global random stream. `replay` (default: `replays_generate`) computes them with
+    `sample_like_generate`, which leaves finished rows out and gives the same tokens; False
+    calls `generate` itself."""
+    greedy = cfg.temperature == 0
+    if replays_generate(model) if replay is None else replay:
+        return sample_like_generate(
+            model,
+            input_ids,
+            attention_mask,
+            n=cfg.n,
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            pad_id=pad_id,
+            eos_id=eos_id,
+        )
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        do_sample=not greedy,
+        temperature=None if greedy else cfg.temperature,
+        top_k=None if greedy else 0,
+        top_p=None,
+        num_return_sequences=cfg.n,
+        max_new_tokens=cfg.max_new_tokens,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+    )
+    return out[:, input_ids.shape[1] :]
 
 
 def _rows_batch(
