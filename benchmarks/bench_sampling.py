@@ -1,16 +1,18 @@
-"""Policy-sampling throughput: Hugging Face `generate` (engine "generate", what the committed
-results were sampled with) against the rollout engine (engine "rows", `cpmi_lib.lm.rollouts`), on
-the same problems, model and machine, at several batch sizes.
+"""Policy-sampling throughput: Hugging Face `generate` itself, `generate`'s samples replayed
+without computing finished rows (engine "generate" today, `cpmi_lib.lm.fast_generate`), and the
+rollout engine (engine "rows", `cpmi_lib.lm.rollouts`), on the same problems, model and machine,
+at several batch sizes.
 
 Run: ``make bench`` (or ``.venv/bin/python -m benchmarks.bench_sampling``). Writes
 ``results/benchmarks/sampling.json`` and ``.md``.
 
-The two engines draw different random numbers (a stream per batch against a stream per problem),
-so their samples differ; the work is the same (problems, samples per problem, temperature, token
-limit), and each engine's accuracy and mean step count are printed as a check that they sample
-the same distribution. Greedy decoding has no randomness: there the two must give the same
-solutions, and the share that are identical is printed (float rounding, which batch shape moves,
-can flip a near-tie).
+The replay must give `generate`'s samples exactly: the share of identical solution texts is
+printed for each batch size. The rollout engine draws other random numbers (a stream per problem
+against a stream per batch), so its samples differ; the work is the same (problems, samples per
+problem, temperature, token limit), and each engine's accuracy and mean step count are printed as
+a check that they sample the same distribution. Greedy decoding has no randomness: there the
+rollout engine must give `generate`'s solutions, and the share that are identical is printed
+(float rounding, which batch shape moves, can flip a near-tie).
 """
 
 from __future__ import annotations
@@ -34,10 +36,18 @@ OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 SAMPLES, MAX_NEW_TOKENS, TEMPERATURE = 8, 160, 0.7  # Best-of-N pools' sampling at default sizes
 
 
-def measure(model, tok, problems, cfg: SampleConfig) -> dict:
+#: The measured ways to sample: name -> (engine, replay).
+WAYS = {
+    "generate (Hugging Face)": ("generate", False),
+    "generate (replayed)": ("generate", True),
+    "rows": ("rows", None),
+}
+
+
+def measure(model, tok, problems, cfg: SampleConfig, replay: bool | None) -> dict:
     prompts = [render_prompt(p.question) for p in problems]
     start = time.perf_counter()
-    texts, generated = generate_texts(model, tok, prompts, cfg)
+    texts, generated = generate_texts(model, tok, prompts, cfg, replay=replay)
     seconds = time.perf_counter() - start
     pairs = zip(problems, texts, strict=True)
     solutions = [(p, split_solution(x)) for p, group in pairs for x in group]
@@ -48,6 +58,7 @@ def measure(model, tok, problems, cfg: SampleConfig) -> dict:
         "generated_tokens_per_s": generated / seconds,
         "accuracy": right / len(solutions),
         "mean_steps": sum(len(steps) for _, (steps, _) in solutions) / len(solutions),
+        "texts": texts,
     }
 
 
@@ -62,6 +73,12 @@ def greedy_agreement(model, tok, problems, batch_size: int) -> float:
     }
     same = sum(a == b for a, b in zip(texts["generate"], texts["rows"], strict=True))
     return same / len(prompts)
+
+
+def same_share(a: list[list[str]], b: list[list[str]]) -> float:
+    """Share of samples (prompt, row) whose texts are equal in `a` and `b`."""
+    pairs = [(x, y) for ga, gb in zip(a, b, strict=True) for x, y in zip(ga, gb, strict=True)]
+    return sum(x == y for x, y in pairs) / len(pairs)
 
 
 def markdown(result: dict) -> str:
@@ -81,6 +98,11 @@ def markdown(result: dict) -> str:
             f"{r['generated_tokens_per_s']:.0f} | {r['sequences_per_s'] / base:.2f}x | "
             f"{r['accuracy']:.3f} | {r['mean_steps']:.2f} |"
         )
+    lines += [""] + [
+        f"Batch {b}: the replay's solution texts equal `generate`'s for {share:.1%} of the "
+        f"{result['problems'] * SAMPLES} samples."
+        for b, share in result["replay_identical"].items()
+    ]
     lines += [
         "",
         f"Greedy decoding, same solution text under both engines: "
@@ -102,18 +124,28 @@ def main() -> None:
         generate_texts(model, tok, [render_prompt(problems[0].question)],
                        SampleConfig(2, TEMPERATURE, 16, engine=engine))  # fmt: skip
     runs = {}
-    for engine in ("generate", "rows"):
+    for name, (engine, replay) in WAYS.items():
         for batch in args.batch_sizes:
             cfg = SampleConfig(SAMPLES, TEMPERATURE, MAX_NEW_TOKENS, batch, seed=0, engine=engine)
-            runs[f"{engine}, {batch}"] = {
-                "engine": engine,
+            runs[f"{name}, {batch}"] = {
+                "engine": name,
                 "batch_size": batch,
-                **measure(model, tok, problems, cfg),
+                **measure(model, tok, problems, cfg, replay),
             }
+    replay_identical = {
+        batch: same_share(
+            runs[f"generate (Hugging Face), {batch}"]["texts"],
+            runs[f"generate (replayed), {batch}"]["texts"],
+        )
+        for batch in args.batch_sizes
+    }
+    for r in runs.values():
+        del r["texts"]
     result = {
         "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
         "problems": len(problems),
         "runs": runs,
+        "replay_identical": replay_identical,
         "greedy_identical": greedy_agreement(model, tok, problems, max(args.batch_sizes) // 8),
     }
     OUT.mkdir(parents=True, exist_ok=True)

@@ -41,9 +41,10 @@ class SampleConfig:
     template: str = DEFAULT_TEMPLATE
     #: "generate": Hugging Face `generate`'s samples, one random stream per batch (what the
     #: committed results were sampled with; replayed token for token without computing finished
-    #: rows where `fast_generate.replays_generate` holds, else `generate` itself). "rows": the rollout engine (`cpmi_lib.lm.rollouts`), each prompt
-    #: encoded once and a random stream per prompt (`prompt_seed`), so a solution does not depend
-    #: on its batch; faster, but other samples than "generate" for the same seed.
+    #: rows where `fast_generate.replays_generate` holds, else `generate` itself). "rows": the
+    #: rollout engine (`cpmi_lib.lm.rollouts`), each prompt encoded once and a random stream per
+    #: prompt (`prompt_seed`), so a solution does not depend on its batch; faster, but other
+    #: samples than "generate" for the same seed.
     engine: str = "generate"
 
     def __post_init__(self) -> None:
@@ -69,6 +70,7 @@ def generate_texts(
     progress: bool = False,
     meter: CostMeter | None = None,
     part: tuple[int, int] = (0, 1),
+    replay: bool | None = None,
 ) -> tuple[list[list[str]], int]:
     """`cfg.n` completions per prompt, and the number of tokens generated in all.
 
@@ -76,7 +78,8 @@ def generate_texts(
     The meter counts `generate`'s work, each prompt once per returned sequence, however the
     tokens were computed (`generate_batch`), so counts do not change with the implementation. With
     `part` (i, n) only the batches b with b % n == i are generated: the completions are those of
-    the prompts `prompt_part` lists, in order.
+    the prompts `prompt_part` lists, in order. `replay` is `generate_batch`'s (engine
+    "generate"; False runs `generate` itself, for benchmarks and checks).
     """
     if cfg.n < 1:
         raise ValueError(f"n must be >= 1, got {cfg.n}")
@@ -105,7 +108,13 @@ def generate_texts(
         input_ids, attention = left_padded(encoded, pad_id)
         torch.manual_seed(cfg.seed + b)
         new = generate_batch(
-            model, input_ids.to(device), attention.to(device), cfg, pad_id, tokenizer.eos_token_id
+            model,
+            input_ids.to(device),
+            attention.to(device),
+            cfg,
+            pad_id,
+            tokenizer.eos_token_id,
+            replay,
         ).cpu()
         n_new = int(generated_lengths(new, tokenizer.eos_token_id).sum())
         generated += n_new
