@@ -88,6 +88,14 @@ def test_generation_configs_that_add_processors_go_through_generate(tiny_lm):
         model.generation_config = original
 
 
+def test_models_off_the_cpu_go_through_generate(tiny_lm, monkeypatch):
+    """The replay is held to `generate` on the CPU only (a GPU's kernels may depend on the
+    batch's shape), so a model on another device is not replayed."""
+    model, _ = tiny_lm
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("meta")))
+    assert not replays_generate(model)
+
+
 def test_generate_texts_is_unchanged_by_the_replay(tiny_lm, prompts, monkeypatch):
     """Texts, token counts and batches through `generate_texts` as `generate` gives them."""
     model, tok = tiny_lm

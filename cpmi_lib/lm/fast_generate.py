@@ -11,9 +11,9 @@ sample per row as ``argmax(p / q)`` with ``q ~ Exp(1)`` drawn for the whole tabl
 row's token depends on its own probabilities and the stream only, as in `generate`.
 
 It covers what `generate_texts` asks of `generate` (pure temperature sampling or greedy decoding,
-EOS as the only stop besides the token limit) for models whose generation config adds nothing to
-that (`replays_generate`); other models go through `generate` itself. The tests hold this loop
-to `generate` token for token.
+EOS as the only stop besides the token limit) for models on the CPU whose generation config adds
+nothing to that (`replays_generate`); other models go through `generate` itself. The tests hold
+this loop to `generate` token for token.
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ _NEUTRAL_FIELDS = frozenset(
 
 def replays_generate(model: PreTrainedModel) -> bool:
     """Whether `sample_like_generate` gives `generate`'s tokens for this model: a decoder-only
-    model whose generation config differs from the defaults only in token ids and output flags
-    (a hub model's own top-k, repetition penalty, etc. would add logits processors). Anything
-    else, such as a test's scripted stand-in with only a `generate` method, goes to `generate`."""
+    model on the CPU whose generation config differs from the defaults only in token ids and
+    output flags (a hub model's own top-k, repetition penalty, etc. would add logits processors).
+    On a GPU the kernels chosen for a batch's shape could move last bits, and the tests that hold
+    the replay to `generate` run on the CPU, so there `generate` itself runs. Anything else, such
+    as a test's scripted stand-in with only a `generate` method, goes to `generate` too."""
     if not isinstance(model, PreTrainedModel) or model.config.is_encoder_decoder:
+        return False
+    if model.device.type != "cpu":
         return False
     config = getattr(model, "generation_config", None) or GenerationConfig()
     return set(config.to_diff_dict()) <= _NEUTRAL_FIELDS
