@@ -39,13 +39,19 @@ SETTINGS = [("marginal", 1), ("marginal", 4), ("cumulative", 4), ("loo", 4)]
 
 def module_at(rev: str, tmp: Path):
     """`cpmi_lib/lm/logprob.py` as committed at `rev`, imported under another name."""
-    source = subprocess.run(
+    shown = subprocess.run(
         ["git", "show", f"{rev}:cpmi_lib/lm/logprob.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
+    )
+    if shown.returncode != 0:  # e.g. a shallow clone that lacks `rev`
+        raise SystemExit(
+            f"bench_packed_engine: cannot read cpmi_lib/lm/logprob.py at {rev} "
+            f"({shown.stderr.strip() or 'git failed'}); it needs the repository's history "
+            "(git fetch --unshallow)"
+        )
+    source = shown.stdout
     path = tmp / "baseline_logprob.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("baseline_logprob", path)
