@@ -47,13 +47,14 @@ def test_the_replay_gives_generates_tokens(tiny_lm, prompts, arch, temperature, 
 
 
 def test_the_case_exercises_early_ends_and_the_limit(tiny_lm, prompts):
-    """The trained tiny LM ends some rows early (finished rows leave the batch) and runs others
-    to the limit, so the test above covers both."""
+    """The trained tiny LM ends most rows early (finished rows leave the batch) and runs the
+    others to the limit, so the test above covers both."""
     model, tok = tiny_lm
     (want, _), (got, _) = both_ways(model, tok, prompts, SampleConfig(n=3, max_new_tokens=30))
     ended = (want == tok.eos_token_id).any(dim=1)
     assert torch.equal(got, want)
-    assert 0 < int(ended.sum()) < want.shape[0] or want.shape[1] < 30
+    assert int(ended.sum()) * 4 >= want.shape[0]  # enough for finished rows to leave the batch
+    assert int(ended.sum()) < want.shape[0] and want.shape[1] == 30  # some reach the limit
 
 
 def test_unpadded_batches_replay_too(tiny_lm, prompts):

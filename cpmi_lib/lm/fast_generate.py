@@ -81,14 +81,13 @@ def sample_like_generate(
         logits_to_keep=1,
     )
     cache = with_room(out.cache, max_new_tokens)
-    cache.batch_repeat_interleave(n)
+    cache.batch_repeat_interleave(n)  # each prompt encoded once, its cache copied to its n rows
     logits = out.logits[:, -1].float().repeat_interleave(n, dim=0)
-    mask, positions = mask.repeat_interleave(n, dim=0), positions.repeat_interleave(n, dim=0)
-    ids = input_ids.repeat_interleave(n, dim=0)
-    batch = ids.shape[0]
-    rows = torch.arange(batch, device=ids.device)  # the batch row of each row still computed
-    running = torch.ones(batch, dtype=torch.bool, device=ids.device)
-    position = positions[:, -1]
+    mask = mask.repeat_interleave(n, dim=0)
+    position = positions[:, -1].repeat_interleave(n, dim=0)
+    batch, device = mask.shape[0], mask.device
+    rows = torch.arange(batch, device=device)  # the batch row of each row still computed
+    running = torch.ones(batch, dtype=torch.bool, device=device)
     steps: list[torch.Tensor] = []
     placeholder = None
     for t in range(max_new_tokens):
@@ -104,7 +103,7 @@ def sample_like_generate(
             picked = torch.multinomial(table, num_samples=1).squeeze(1)[rows]
         live = running[rows]
         picked = torch.where(live, picked, torch.full_like(picked, pad_id))
-        step = torch.full((batch,), pad_id, dtype=picked.dtype, device=ids.device)
+        step = torch.full((batch,), pad_id, dtype=picked.dtype, device=device)
         step[rows] = picked
         steps.append(step)
         if eos_id is not None:

@@ -93,6 +93,7 @@ def generate_texts(
     outputs: list[list[str]] = []
     generated = 0
     device = next(model.parameters()).device
+    replay = replays_generate(model) if replay is None else replay  # once, not per batch
     batches = [
         (b, start)
         for b, start in enumerate(range(0, len(prompts), per_batch))
